@@ -1,0 +1,99 @@
+"""Optimizers as ``optax.GradientTransformation``s: what the toolkit adds to optax.
+
+* :func:`gaussian_noise` — add D ξ, ξ ~ N(0, I), to the gradient: noise of covariance
+  C = D Dᵀ (Wen et al. 2020's structured covariance noise). The PRNG key lives in the
+  transform's state, as in ``optax.add_noise``.
+* :func:`noisy_sgd` — x ← x − α (g + D ξ).
+* :func:`momentum_sgd` — MSGD, u ← βu + g, w ← w − ηu (``optax.sgd`` with momentum).
+* :func:`sngm` — SNGM (Zhao et al. 2020), u ← βu + g/‖g‖, w ← w − ηu, composed exactly
+  from ``optax.normalize_by_update_norm`` and ``optax.sgd``.
+
+Factories used by :func:`simulations.engine.simulate` take the hyperparameters of one
+configuration (traced arrays) and a key: ``make(hparams, *, key) -> GradientTransformation``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from theory import quadratic
+from theory import validation as check
+
+
+class NoiseState(NamedTuple):
+    key: jax.Array
+
+
+def gaussian_noise(factor, *, key) -> optax.GradientTransformation:
+    """Add D ξ to the (flattened) updates, ξ ~ N(0, I_m), so the noise has covariance DDᵀ.
+
+    Args:
+      factor: (d, m) matrix D, d = number of parameters (a pytree is flattened with
+        ``ravel_pytree``). May be a traced array (swept in a grid).
+      key: typed PRNG key; the stream is carried in the state.
+    """
+
+    def init_fn(params):
+        del params
+        return NoiseState(key=key)
+
+    def update_fn(updates, state, params=None):
+        del params
+        flat, unravel = ravel_pytree(updates)
+        next_key, sample_key = jax.random.split(state.key)
+        xi = jax.random.normal(sample_key, (factor.shape[-1],), dtype=flat.dtype)
+        return unravel(flat + factor @ xi), NoiseState(key=next_key)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def noisy_sgd(learning_rate, factor, *, key) -> optax.GradientTransformation:
+    """x ← x − α (g + D ξ): gradient descent with additive noise of covariance DDᵀ."""
+    return optax.chain(gaussian_noise(factor, key=key), optax.sgd(learning_rate))
+
+
+def momentum_sgd(learning_rate, momentum) -> optax.GradientTransformation:
+    """MSGD: u_{t+1} = β u_t + g_t, w_{t+1} = w_t − η u_{t+1} (heavy ball, u₀ = 0)."""
+    return optax.sgd(learning_rate, momentum=momentum)
+
+
+def sngm(learning_rate, momentum) -> optax.GradientTransformation:
+    """SNGM (Zhao, Shi, Xie, Li 2020): u_{t+1} = β u_t + g_t/‖g_t‖, w_{t+1} = w_t − η u_{t+1}.
+
+    ‖·‖ is one global Euclidean norm over all parameters; ‖u_t‖ ≤ 1/(1 − β). The jitter of
+    the normalization is the smallest normal float, so g/(‖g‖ + tiny) = g/‖g‖ exactly
+    for any representable ‖g‖ ≥ 2⁻¹⁰⁰ and a zero gradient gives a zero step (not NaN).
+    """
+    tiny = float(np.finfo(np.float32).tiny)
+    return optax.chain(optax.normalize_by_update_norm(scale_factor=1.0, eps=tiny),
+                       optax.sgd(learning_rate, momentum=momentum))
+
+
+# ------------------------------------------------------------- noise factors (NumPy)
+def covariance_factor(C) -> np.ndarray:
+    """D with D Dᵀ = C for a symmetric PSD C (eigendecomposition; works when singular)."""
+    C = check.psd("C", C)
+    w, V = np.linalg.eigh(C)
+    return V * np.sqrt(np.clip(w, 0.0, None))
+
+
+def structured_noise_factor(matrix, structure: str, scale: float, blocks=None) -> np.ndarray:
+    """Factor of C = s · P(matrix), P one of ``theory.quadratic.STRUCTURES``."""
+    return covariance_factor(quadratic.structured_covariance(matrix, structure, scale, blocks))
+
+
+# ------------------------------------------------------- factories for the engine
+def make_noisy_sgd(hparams, *, key) -> optax.GradientTransformation:
+    """Engine factory: hparams ``learning_rate`` (scalar) and ``noise_factor`` (d, m)."""
+    return noisy_sgd(hparams["learning_rate"], hparams["noise_factor"], key=key)
+
+
+def make_sgd(hparams, *, key) -> optax.GradientTransformation:
+    """Engine factory: plain SGD with hparams ``learning_rate``."""
+    del key
+    return optax.sgd(hparams["learning_rate"])
