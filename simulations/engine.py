@@ -11,7 +11,8 @@
   n_steps, number of configs, seeds per chunk) compile once per value.
 * Randomness: trajectory (c, s) uses ``fold_in(fold_in(key, c), s)``, so adding a
   configuration or a seed never changes another's numbers, and the results do not depend
-  on the chunking of seeds or on the number of devices.
+  on the chunking of seeds or on the number of devices. With ``common_random_numbers``
+  seed s gets ``fold_in(fold_in(key, 0), s)`` in every configuration (paired designs).
 * Divergence is a result: the first step at which a parameter becomes non-finite is
   recorded per trajectory (``diverged_at``; −1 if never). :meth:`SimulationResult.stats`
   excludes diverged trajectories and reports how many it excluded.
@@ -24,6 +25,8 @@ of window w (so the mean over all windows is the average over iterates x_0 … x
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import time
@@ -42,6 +45,18 @@ from theory import validation as check
 Metric = Callable[[Any, Any], jax.Array]  # (testbed, params) -> scalar
 
 _TRACES = {"count": 0}
+_REPORTER: contextvars.ContextVar = contextvars.ContextVar("simulate_reporter", default=None)
+
+
+@contextlib.contextmanager
+def reporting(callback: Callable[[str], None]):
+    """Within this context every :func:`simulate` call reports one line per seed chunk
+    through ``callback`` (the CLI uses it to show progress inside long claims)."""
+    token = _REPORTER.set(callback)
+    try:
+        yield
+    finally:
+        _REPORTER.reset(token)
 
 
 def trace_count() -> int:
@@ -216,9 +231,11 @@ def _cast(tree, dtype):
     return jax.tree_util.tree_map(cast, tree)
 
 
-def trajectory_keys(key, n_configs: int, seed_indices: np.ndarray):
-    """(config, seed) typed keys: fold_in(fold_in(key, c), s)."""
-    cfg = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(n_configs))
+def trajectory_keys(key, n_configs: int, seed_indices: np.ndarray, common: bool = False):
+    """(config, seed) typed keys: fold_in(fold_in(key, c), s); with ``common`` (common
+    random numbers) fold_in(key, s) for every config, so configs see the same noise."""
+    configs = jnp.zeros(n_configs, jnp.int32) if common else jnp.arange(n_configs)
+    cfg = jax.vmap(lambda c: jax.random.fold_in(key, c))(configs)
     return jax.vmap(lambda k: jax.vmap(lambda s: jax.random.fold_in(k, s))(
         jnp.asarray(seed_indices)))(cfg)
 
@@ -233,6 +250,7 @@ def simulate(testbed, make_optimizer, hyperparams: Mapping[str, Any], *, key, n_
              n_steps: int, record_every: int = 1, metrics: Mapping[str, Metric] | None = None,
              window_metrics: Mapping[str, Metric] | None = None, seed_chunk: int | None = None,
              dtype=jnp.float32, return_final: bool = False, devices=None,
+             common_random_numbers: bool = False,
              progress: Callable[[int, int], None] | None = None) -> SimulationResult:
     """Run n_configs × n_seeds trajectories of ``n_steps`` optimizer steps.
 
@@ -252,6 +270,9 @@ def simulate(testbed, make_optimizer, hyperparams: Mapping[str, Any], *, key, n_
       dtype: float32 (default) or float64 (enabled for this call only).
       return_final: also return the final parameters of every trajectory.
       devices: devices to shard the seed axis over (default ``jax.devices()``).
+      common_random_numbers: give seed s the same key in every configuration, so that
+        differences between configurations are paired (far smaller variance); compare
+        configurations with per-seed differences then.
       progress: optional callback ``progress(done_seeds, n_seeds)`` after each chunk.
     """
     metrics = dict(metrics or {})
@@ -274,20 +295,25 @@ def simulate(testbed, make_optimizer, hyperparams: Mapping[str, Any], *, key, n_
         sharding = _seed_sharding(devices)
         outputs = []
         for lo in range(0, n_seeds, chunk):
-            keys = trajectory_keys(key, n_configs, np.arange(lo, lo + chunk))
+            keys = trajectory_keys(key, n_configs, np.arange(lo, lo + chunk), common_random_numbers)
             if sharding is not None:
                 keys = jax.device_put(keys, sharding)
             out = program(tb, hp, keys, **static)
             outputs.append(jax.tree_util.tree_map(np.asarray, out))
+            done = min(lo + chunk, n_seeds)
             if progress is not None:
-                progress(min(lo + chunk, n_seeds), n_seeds)
+                progress(done, n_seeds)
+            if _REPORTER.get() is not None:
+                _REPORTER.get()(f"{type(testbed).__name__}: {n_configs} configs x {done}/{n_seeds} "
+                                f"seeds x {n_steps} steps, {time.perf_counter() - start:.1f} s")
     records, windows, diverged, final = jax.tree_util.tree_map(
         lambda *xs: np.concatenate(xs, axis=1)[:, :n_seeds], *outputs)
     wall = time.perf_counter() - start
     meta = dict(testbed=type(testbed).__name__, n_configs=n_configs, n_seeds=n_seeds,
                 n_steps=n_steps, record_every=record_every, dtype=jnp.dtype(dtype).name,
                 key=np.asarray(jax.random.key_data(key)).tolist(), seed_chunk=chunk,
-                devices=len(devices), version=__version__, jax_version=jax.__version__,
+                devices=len(devices), common_random_numbers=common_random_numbers,
+                version=__version__, jax_version=jax.__version__,
                 wall_seconds=wall)
     return SimulationResult(
         records=records, windows=windows,

@@ -76,10 +76,15 @@ def sngm(learning_rate, momentum) -> optax.GradientTransformation:
 
 # ------------------------------------------------------------- noise factors (NumPy)
 def covariance_factor(C) -> np.ndarray:
-    """D with D Dᵀ = C for a symmetric PSD C (eigendecomposition; works when singular)."""
+    """The symmetric PSD square root D = C^{1/2} (so D Dᵀ = C; works when C is singular).
+
+    The symmetric root varies continuously with C, so two nearby covariances driven by the
+    same ξ give nearby noise: common-random-number comparisons are then sharply paired.
+    """
     C = check.psd("C", C)
     w, V = np.linalg.eigh(C)
-    return V * np.sqrt(np.clip(w, 0.0, None))
+    D = (V * np.sqrt(np.clip(w, 0.0, None))) @ V.T
+    return 0.5 * (D + D.T)
 
 
 def structured_noise_factor(matrix, structure: str, scale: float, blocks=None) -> np.ndarray:

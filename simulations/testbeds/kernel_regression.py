@@ -6,6 +6,9 @@ Target f*(x) = sin(2πx), labels y = f*(x) + σ ξ with ξ ~ N(0, 1):
   the 11 points x = 0, 0.1, …, 1.0.
 * :func:`noisy_sinusoid` — K points drawn uniformly on [0, 1] (sorted), for statistics
   over seeds.
+* :func:`kernel_instances` — the family the self-distillation theorems are checked on: the
+  toy and K-point datasets × {Laplace, Gaussian + :data:`theory.self_distillation.
+  GAUSSIAN_JITTER`} kernels × a grid of tolerances ε.
 
 The noise level is ours (the paper's figure does not fix one we rely on). Randomness comes
 from a ``np.random.Generator`` passed in; claims derive it from their JAX key with
@@ -17,6 +20,7 @@ import dataclasses
 
 import numpy as np
 
+from theory import self_distillation as sd
 from theory import validation as check
 
 #: default label-noise standard deviation (variance 0.09).
@@ -83,3 +87,45 @@ def excess_risk(predictions, data: RegressionData) -> np.ndarray:
     (the excess risk; add σ² for the error on fresh noisy labels)."""
     p = np.atleast_2d(np.asarray(predictions, np.float64))
     return np.mean((p - data.f_test) ** 2, axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelInstance:
+    """One self-distillation problem: data, kernel, ε, Gram matrix G and test rows g_xᵀ."""
+
+    dataset: str
+    kernel: str
+    eps: float
+    data: RegressionData
+    G: np.ndarray
+    rows: np.ndarray
+
+
+def datasets(config, rng: np.random.Generator):
+    """[('toy', data), ('K40-s0', data), …]: the toy, then ``n_seeds`` K-point draws, in order.
+
+    config keys: noise_sd, n_test, n_points, n_seeds.
+    """
+    out = [("toy", sinusoid_toy(rng, config["noise_sd"], config["n_test"]))]
+    for s in range(config["n_seeds"]):
+        out.append((f"K{config['n_points']}-s{s}",
+                    noisy_sinusoid(rng, config["n_points"], config["noise_sd"], config["n_test"])))
+    return out
+
+
+def kernel_instances(config, rng: np.random.Generator, eps_factors=()) -> list[KernelInstance]:
+    """Every (dataset, kernel, ε): ε from config['toy_eps'] for the toy and config['eps_grid']
+    otherwise, plus ε = factor·‖y‖²/K for each of ``eps_factors`` (collapse cases).
+
+    config keys: those of :func:`datasets`, kernels, length_<kernel>, toy_eps, eps_grid.
+    """
+    out = []
+    for name, data in datasets(config, rng):
+        eps_list = list(config["toy_eps"] if name == "toy" else config["eps_grid"])
+        eps_list += [f * float(data.y @ data.y) / data.n for f in eps_factors]
+        for kernel in config["kernels"]:
+            ell = config[f"length_{kernel}"]
+            G = sd.gram_matrix(data.x, kernel, ell)
+            rows = sd.feature_rows(data.x_test, data.x, kernel, ell)
+            out.extend(KernelInstance(name, kernel, float(e), data, G, rows) for e in eps_list)
+    return out

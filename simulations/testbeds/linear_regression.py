@@ -71,10 +71,19 @@ class LinearRegression:
         return jax.random.choice(key, self.n, (self.batch_size,), replace=False)
 
     def gradient(self, params, *, key):
-        """g_B(w) = (1/B) Σ_{i∈batch} x_i (⟨x_i, w⟩ − y_i)."""
+        """g_B(w) = (1/B) Σ_{i∈batch} x_i (⟨x_i, w⟩ − y_i).
+
+        Small batches gather their rows; a batch of at least n/8 examples is computed as
+        Xᵀ(m ⊙ (Xw − y))/B with m the multiplicity of each example in the batch, which
+        under vmap becomes two matrix products instead of B row copies per trajectory.
+        """
         idx = self.sample_batch(key=key)
-        xb, yb = self.features[idx], self.targets[idx]
-        return xb.T @ (xb @ params - yb) / self.batch_size
+        if 8 * self.batch_size < self.n:
+            xb, yb = self.features[idx], self.targets[idx]
+            return xb.T @ (xb @ params - yb) / self.batch_size
+        counts = jnp.zeros(self.n, self.features.dtype).at[idx].add(1.0)
+        residual = self.features @ params - self.targets
+        return self.features.T @ (counts * residual) / self.batch_size
 
     def loss(self, params):
         r = self.features @ params - self.targets
