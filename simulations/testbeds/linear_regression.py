@@ -81,7 +81,7 @@ class LinearRegression:
         if 8 * self.batch_size < self.n:
             xb, yb = self.features[idx], self.targets[idx]
             return xb.T @ (xb @ params - yb) / self.batch_size
-        counts = jnp.zeros(self.n, self.features.dtype).at[idx].add(1.0)
+        counts = jnp.zeros(self.n, jnp.result_type(params)).at[idx].add(1.0)
         residual = self.features @ params - self.targets
         return self.features.T @ (counts * residual) / self.batch_size
 
