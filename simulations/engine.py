@@ -168,6 +168,9 @@ def _trajectory(testbed, hparams, key, *, make_optimizer, metrics, window_metric
     params = testbed.init(key=k_init)
     optimizer = make_optimizer(hparams, key=k_opt)
     opt_state = optimizer.init(params)
+    # transforms that take extra arguments (optax's ExtraArgs protocol) see the testbed, so
+    # state-dependent noise can query it (e.g. the gradient covariance Σ(w_t))
+    extra = {"testbed": testbed} if isinstance(optimizer, optax.GradientTransformationExtraArgs) else {}
 
     def evaluate(fns, p):
         return {name: jnp.asarray(fn(testbed, p)) for name, fn in fns}
@@ -177,7 +180,7 @@ def _trajectory(testbed, hparams, key, *, make_optimizer, metrics, window_metric
         data_key, sub = jax.random.split(data_key)
         window_values = evaluate(window_metrics, params)
         grads = testbed.gradient(params, key=sub)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates, opt_state = optimizer.update(grads, opt_state, params, **extra)
         params = optax.apply_updates(params, updates)
         bad_step = jnp.where((bad_step < 0) & ~_all_finite(params), t + 1, bad_step)
         return (params, opt_state, data_key, bad_step, t + 1), window_values

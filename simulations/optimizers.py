@@ -4,6 +4,9 @@
   C = D Dᵀ (Wen et al. 2020's structured covariance noise). The PRNG key lives in the
   transform's state, as in ``optax.add_noise``.
 * :func:`noisy_sgd` — x ← x − α (g + D ξ).
+* :func:`gradient_covariance_noise` — add √s ζ, ζ ~ N(0, P(Σ(w_t))): Wen et al.'s noise
+  shaped by the gradient covariance *at the current iterate* (state-dependent), sampled
+  by the testbed (``testbed.gradient_noise``), which the engine passes as an extra arg.
 * :func:`momentum_sgd` — MSGD, u ← βu + g, w ← w − ηu (``optax.sgd`` with momentum).
 * :func:`sngm` — SNGM (Zhao et al. 2020), u ← βu + g/‖g‖, w ← w − ηu, composed exactly
   from ``optax.normalize_by_update_norm`` and ``optax.sgd``.
@@ -13,6 +16,7 @@ configuration (traced arrays) and a key: ``make(hparams, *, key) -> GradientTran
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -50,6 +54,41 @@ def gaussian_noise(factor, *, key) -> optax.GradientTransformation:
         return unravel(flat + factor @ xi), NoiseState(key=next_key)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def gradient_covariance_noise(scale, structure: str, *, key) -> optax.GradientTransformationExtraArgs:
+    """Add √s ζ with ζ ~ N(0, P(Σ(w))), Σ(w) the per-example gradient covariance at the
+    current parameters w and P the structure (``full``, ``diagonal``, ``isotropic``).
+
+    On a large batch M_L with s = 1/M_S − 1/M_L, the update's conditional covariance is
+    Σ(w)/M_L + sΣ(w) = Σ(w)/M_S at every w: exactly that of small-batch SGD (with
+    replacement). Requires ``testbed=`` in ``update`` (the engine passes it).
+    """
+
+    def init_fn(params):
+        del params
+        return NoiseState(key=key)
+
+    def update_fn(updates, state, params=None, *, testbed, **extra_args):
+        del extra_args
+        next_key, sample_key = jax.random.split(state.key)
+        zeta = testbed.gradient_noise(params, structure, key=sample_key)
+        return updates + jnp.sqrt(scale) * zeta, NoiseState(key=next_key)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+@functools.lru_cache(maxsize=None)
+def sgd_with_gradient_noise(structure: str):
+    """Engine factory (one per structure, cached so its identity is stable): SGD with
+    :func:`gradient_covariance_noise`; hparams ``learning_rate`` and ``noise_scale``."""
+
+    def make(hparams, *, key):
+        return optax.chain(gradient_covariance_noise(hparams["noise_scale"], structure, key=key),
+                           optax.sgd(hparams["learning_rate"]))
+
+    make.__name__ = f"sgd_with_{structure}_gradient_noise"
+    return make
 
 
 def noisy_sgd(learning_rate, factor, *, key) -> optax.GradientTransformation:

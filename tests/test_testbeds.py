@@ -81,3 +81,25 @@ def test_regression_bad_input(kwargs, match):
 def test_quadratic_bad_input(key):
     with pytest.raises(InvalidParameter, match=r"lambda_min = 2 .*<= lambda_max"):
         make_noisy_quadratic(d=4, lambda_max=1.0, lambda_min=2.0, key=key)
+
+
+@pytest.mark.parametrize("structure", ["full", "diagonal", "isotropic"])
+def test_gradient_noise_has_projected_covariance_at_w(structure):
+    from theory.quadratic import project
+    tb = make_linear_regression(n=40, d=3, batch_size=4, replace=True, rotation_angle=0.7,
+                                key=jax.random.key(1))
+    w = tb.optimum() + 0.3
+    target = project(tb.gradient_covariance(w), structure)
+    keys = jax.random.split(jax.random.key(2), 40_000)
+    z = np.asarray(jax.vmap(lambda k: tb.gradient_noise(jnp.asarray(w, jnp.float32), structure, key=k))(keys),
+                   np.float64)
+    prod = z[:, :, None] * z[:, None, :]
+    crit = critical_z(n_comparisons=9)
+    # each entry of E[ζζᵀ] within crit SE of P(Σ(w)) (+1e-6 absolute for float32)
+    assert np.all(np.abs(prod.mean(0) - target) <= crit * prod.std(0) / np.sqrt(len(z)) + 1e-6)
+
+
+def test_gradient_noise_rejects_unknown_structure():
+    tb = make_linear_regression(n=40, d=3, key=jax.random.key(1))
+    with pytest.raises(InvalidParameter, match="structure = 'block'"):
+        tb.gradient_noise(jnp.zeros(3), "block", key=jax.random.key(0))

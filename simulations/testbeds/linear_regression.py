@@ -3,8 +3,10 @@
     y_i = ⟨w*, x_i⟩ + σ ξ_i,   L(w) = (1/n) Σ_i ½ (⟨x_i, w⟩ − y_i)²,
     g_B(w) = (1/B) Σ_{i∈batch} x_i (⟨x_i, w⟩ − y_i).
 
-Features are anisotropic: x = Λ^{1/2} Rᵀ u with u ~ N(0, I), a log-spaced spectrum Λ and
-a random rotation R. The exact per-example gradient covariance is
+Features are anisotropic: x = R Λ^{1/2} u with u ~ N(0, I), a log-spaced spectrum Λ and
+a rotation R: Haar-random by default, or R = exp(θK) with K a random skew-symmetric
+matrix of spectral norm 1 (θ = ``rotation_angle``). A Haar rotation makes diag(Σ) nearly
+isotropic; a partial rotation keeps full, diagonal and isotropic structures distinct. The exact per-example gradient covariance is
 
     Σ(w) = (1/n) Σ_i g_i g_iᵀ − ḡ ḡᵀ,   g_i = x_i (⟨x_i, w⟩ − y_i),
 
@@ -18,6 +20,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import linalg
 from scipy import stats as sps
 
 from simulations.keys import numpy_rng
@@ -85,6 +88,28 @@ class LinearRegression:
         residual = self.features @ params - self.targets
         return self.features.T @ (counts * residual) / self.batch_size
 
+    def gradient_noise(self, params, structure: str, *, key):
+        """A sample ζ ~ N(0, P(Σ(w))) of the per-example gradient covariance at w.
+
+        With r = Xw − y and ḡ = Xᵀr/n (no per-example gradient matrix is formed):
+        ``full``: ζ = (Xᵀ(ξ ⊙ r) − ḡ Σ_i ξ_i)/√n, ξ ~ N(0, I_n), so Cov ζ = Σ(w);
+        ``diagonal``: ζ = (diag Σ(w))^{1/2} ⊙ ξ, diag Σ = (X⊙X)ᵀ r²/n − ḡ²;
+        ``isotropic``: ζ = (tr Σ(w)/d)^{1/2} ξ, ξ ~ N(0, I_d).
+        """
+        r = self.features @ params - self.targets
+        gbar = self.features.T @ r / self.n
+        if structure == "full":
+            xi = jax.random.normal(key, (self.n,), r.dtype)
+            return (self.features.T @ (xi * r) - gbar * xi.sum()) / jnp.sqrt(self.n)
+        diag = jnp.clip((self.features ** 2).T @ (r * r) / self.n - gbar ** 2, 0.0)
+        xi = jax.random.normal(key, gbar.shape, r.dtype)
+        if structure == "diagonal":
+            return jnp.sqrt(diag) * xi
+        if structure == "isotropic":
+            return jnp.sqrt(diag.sum() / diag.shape[0]) * xi
+        raise check.InvalidParameter(
+            f"structure = {structure!r} is not allowed: need 'full', 'diagonal' or 'isotropic'")
+
     def loss(self, params):
         r = self.features @ params - self.targets
         return 0.5 * jnp.mean(r * r)
@@ -125,7 +150,8 @@ class LinearRegression:
 def make_linear_regression(*, n: int = 2000, d: int = 50, noise_std: float = 0.5,
                            lambda_max: float = 1.0, lambda_min: float = 0.02,
                            batch_size: int = 16, replace: bool = False,
-                           w0_distance: float = 0.0, key) -> LinearRegression:
+                           w0_distance: float = 0.0, rotation_angle: float | None = None,
+                           key) -> LinearRegression:
     """Generate the well-specified regression problem.
 
     Args:
@@ -134,6 +160,7 @@ def make_linear_regression(*, n: int = 2000, d: int = 50, noise_std: float = 0.5
       lambda_max, lambda_min: population feature-covariance spectrum (log-spaced).
       batch_size, replace: the minibatch sampler.
       w0_distance: start at ŵ + a random direction of this length (0: start at ŵ).
+      rotation_angle: θ of a partial rotation exp(θK) (None: Haar-random rotation).
       key: typed JAX key.
     """
     n = check.integer_at_least("n", n, 2)
@@ -144,7 +171,14 @@ def make_linear_regression(*, n: int = 2000, d: int = 50, noise_std: float = 0.5
     lambda_max = check.positive("lambda_max", lambda_max)
     lambda_min = check.positive("lambda_min", lambda_min)
     rng = numpy_rng(key)
-    R = sps.special_ortho_group.rvs(d, random_state=rng) if d > 1 else np.ones((1, 1))
+    if d == 1:
+        R = np.ones((1, 1))
+    elif rotation_angle is None:
+        R = sps.special_ortho_group.rvs(d, random_state=rng)
+    else:
+        G = rng.standard_normal((d, d))
+        K = (G - G.T) / np.linalg.norm(G - G.T, 2)
+        R = linalg.expm(check.nonnegative("rotation_angle", rotation_angle) * K)
     scales = np.sqrt(np.geomspace(lambda_max, lambda_min, d))
     X = (rng.standard_normal((n, d)) * scales) @ R.T
     w_star = rng.standard_normal(d) / np.sqrt(d)
