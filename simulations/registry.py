@@ -56,7 +56,7 @@ class Verdict:
     sizes: Mapping[str, Any]
 
     def to_json(self) -> dict:
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,14 +121,14 @@ def get_claims(ids=None) -> list[Claim]:
     return [claims[i] for i in ids]
 
 
-def _jsonable(x):
+def jsonable(x):
     """Convert NumPy scalars/arrays (and nested containers) to JSON-friendly Python."""
     if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, float) and not np.isfinite(x):

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from simulations import __version__
-from simulations.registry import Claim, Verdict, _jsonable
+from simulations.registry import Claim, Verdict, jsonable
 
 _PACKAGES = ("theory", "simulations")
 
@@ -36,7 +36,7 @@ def code_fingerprint() -> str:
 
 
 def config_hash(claim: Claim, config: dict, fingerprint: str) -> str:
-    blob = json.dumps({"id": claim.id, "config": _jsonable(config), "code": fingerprint},
+    blob = json.dumps({"id": claim.id, "config": jsonable(config), "code": fingerprint},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -44,7 +44,7 @@ def config_hash(claim: Claim, config: dict, fingerprint: str) -> str:
 def write_json_atomic(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=1, allow_nan=False))
+    tmp.write_text(json.dumps(jsonable(obj), indent=1, allow_nan=False))
     os.replace(tmp, path)
 
 
@@ -97,7 +97,7 @@ def render_report(claims: list[Claim], verdicts: dict[str, Verdict], fidelity: s
         if v is None:
             continue
         lines.append(f"| [`{c.id}`](#{c.id.replace('.', '')}) | {c.kind} | **{v.status}** | "
-                     f"{v.summary.replace('|', '/')} |")
+                     f"{v.summary.replace('|', chr(92) + '|')} |")
     lines.append("")
     for c in claims:
         v = verdicts.get(c.id)
@@ -107,7 +107,7 @@ def render_report(claims: list[Claim], verdicts: dict[str, Verdict], fidelity: s
                   f"**Verdict: {v.status}.** {v.summary}", "", f"**Rule.** {v.rule}", "",
                   f"![{c.id}]({c.id}.png)", "", "<details><summary>numbers and sizes</summary>", ""]
         for title, table in (("measured", v.measured), ("predicted", v.predicted), ("sizes", v.sizes)):
-            lines.append(f"- {title}: " + "; ".join(f"{k} = {_fmt(_jsonable(val))}" for k, val in table.items()))
+            lines.append(f"- {title}: " + "; ".join(f"{k} = {_fmt(jsonable(val))}" for k, val in table.items()))
         lines += ["", "</details>", ""]
     return "\n".join(lines)
 

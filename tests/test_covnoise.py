@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from simulations.registry import get_claims
-from simulations.report import _jsonable
+from simulations.report import jsonable
 
 
 def _run(claim_id, seed=0):
     claim = get_claims([claim_id])[0]
     cfg = dict(claim.config("quick"), seed=seed)
-    ev = _jsonable(claim.run(cfg, key=jax.random.key(seed)))  # as stored (JSON round trip)
+    ev = jsonable(claim.run(cfg, key=jax.random.key(seed)))  # as stored (JSON round trip)
     return claim, cfg, ev, claim.make_verdict(ev, cfg)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from simulations.registry import _jsonable
+from simulations.registry import jsonable
 from simulations.testbeds import kernel_regression as kr
 from theory import self_distillation as sd
 from theory.validation import InvalidParameter
@@ -277,9 +277,8 @@ CLAIM_IDS = ["selfdistill.closed_form", "selfdistill.amplification", "selfdistil
 
 @pytest.fixture(scope="module")
 def claims():
-    from simulations.claims import self_distillation  # noqa: F401  (registers the claims)
-    from simulations.registry import _REGISTRY
-    return {cid: _REGISTRY[cid] for cid in CLAIM_IDS}
+    from simulations.registry import get_claims
+    return {c.id: c for c in get_claims(CLAIM_IDS)}
 
 
 @pytest.fixture(scope="module")
@@ -288,7 +287,7 @@ def quick_runs(claims):
     for cid, claim in claims.items():
         cfg = claim.config("quick")
         ev = claim.run(cfg, key=jax.random.key(0))
-        ev_json = json.loads(json.dumps(_jsonable(ev)))  # evidence is stored as JSON
+        ev_json = json.loads(json.dumps(jsonable(ev)))  # evidence is stored as JSON
         out[cid] = (cfg, ev, ev_json, claim.make_verdict(ev_json, cfg))
     return out
 
@@ -303,7 +302,7 @@ def test_theorem_claims_hold_at_quick_fidelity(quick_runs, cid):
 def test_u_shape_verdict_is_reproducible(claims, quick_runs):
     cfg, ev, _, v = quick_runs["selfdistill.u_shape"]
     ev2 = claims["selfdistill.u_shape"].run(cfg, key=jax.random.key(0))
-    assert json.dumps(_jsonable(ev), sort_keys=True) == json.dumps(_jsonable(ev2), sort_keys=True)
+    assert json.dumps(jsonable(ev), sort_keys=True) == json.dumps(jsonable(ev2), sort_keys=True)
     assert v.status in ("confirmed", "refuted", "inconclusive")
     assert v.sizes["n_seeds"] >= 20 and len(v.sizes["eps_grid"]) >= 3
     assert claims["selfdistill.u_shape"].make_verdict(ev2, cfg) == v

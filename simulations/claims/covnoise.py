@@ -90,19 +90,21 @@ def verdict_exact_moments(ev, cfg):
 
 
 def figure_exact_moments(ev, verdict, path):
-    fig, (ax,) = new_figure("covnoise.exact_moments", title="E f(x_k): closed form vs Monte Carlo")
+    fig, (ax,) = new_figure("covnoise.exact_moments", width=6.5, height=4.2,
+                            title="E f(x_k): closed form vs Monte Carlo")
     steps = np.asarray(ev["steps"])
     z = 4.0
     for i, name in enumerate(STRUCTURES):
         color = f"C{i}"
         ax.plot(steps, ev["exact"][i], color=color, lw=1.5, label=f"{name} (theory)")
         m, se = np.asarray(ev["mc_mean"][i]), np.asarray(ev["mc_se"][i])
-        ax.errorbar(steps, m, yerr=z * se, fmt="o", ms=3, color=color, capsize=2,
+        ax.errorbar(steps, m, yerr=z * se, fmt="o", ms=2, color=color, capsize=1.5, elinewidth=0.8,
                     label=f"{name} (MC ±4 SE)")
     ax.set_yscale("log")
-    ax.set_xlabel("step k")
+    ax.set_xscale("symlog", linthresh=20)
+    ax.set_xlabel("step k (linear up to 20, then log)")
     ax.set_ylabel("E f(x_k) = E ½ xᵀAx")
-    ax.legend(ncol=2)
+    ax.legend(ncol=2, loc="upper right", fontsize=7)
     ax.set_title(verdict.status + ": " + f"max |z| = {verdict.measured['max_abs_z']:.2f}", fontsize=9)
     save(fig, path)
 
@@ -240,7 +242,7 @@ def figure_frobenius(ev, verdict, path):
     ax2.set_xlabel("step k (x₀ = 0)")
     ax2.set_ylabel("E f(x_k)   (lines exact, markers MC ±4 SE)")
     ax2.set_title(f"(iv): dashed bound α²k tr(AC)/2, α = {ev['bound_alpha']:g}", fontsize=8)
-    ax2.legend()
+    ax2.legend(loc="lower right")
     save(fig, path)
 
 
@@ -307,7 +309,8 @@ def figure_negative_control(ev, verdict, path):
     ax.set_ylabel("E f(x_k)")
     ax.set_title(f"lines: closed form; bands: MC ±4 SE; tr C = {ev['trace'][0]:.3f}, "
                  f"‖C‖_F = {ev['frob'][0]:.3f} for both", fontsize=8)
-    ax.legend(loc="lower right")
+    ax.set_ylim(0, 1.3 * max(np.max(ev["exact"][0]), np.max(ev["exact"][1])))
+    ax.legend(loc="upper right", fontsize=7)
     save(fig, path)
 
 
@@ -447,8 +450,8 @@ register(Claim(
     id="covnoise.exact_moments", paper=PAPER, kind=THEOREM,
     statement=("On f = ½xᵀAx with x ← (I−αA)x + αε, ε ~ N(0, C): E f(x_k) = ½Σλ_i r_i^{2k} z₀ᵢ² + "
                "(α/2)ΣC̃_ii(1−r_i^{2k})/(2−αλ_i), and E f∞ = ½tr(AS) = (α/2)tr((2I−αA)⁻¹C) (derived)."),
-    configs={"quick": dict(_QUAD, alpha=1.0, x0_norm=3.0, n_seeds=512, n_steps=300, record_every=20),
-             "full": dict(_QUAD, alpha=1.0, x0_norm=3.0, n_seeds=4096, n_steps=600, record_every=20)},
+    configs={"quick": dict(_QUAD, alpha=1.0, x0_norm=3.0, n_seeds=512, n_steps=300, record_every=4),
+             "full": dict(_QUAD, alpha=1.0, x0_norm=3.0, n_seeds=4096, n_steps=600, record_every=4)},
     run=run_exact_moments, verdict=verdict_exact_moments, figure=figure_exact_moments))
 
 register(Claim(
