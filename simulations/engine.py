@@ -236,7 +236,7 @@ def _cast(tree, dtype):
 
 def trajectory_keys(key, n_configs: int, seed_indices: np.ndarray, common: bool = False):
     """(config, seed) typed keys: fold_in(fold_in(key, c), s); with ``common`` (common
-    random numbers) fold_in(key, s) for every config, so configs see the same noise."""
+    random numbers) c = 0 for every config, so all configs see the same noise."""
     configs = jnp.zeros(n_configs, jnp.int32) if common else jnp.arange(n_configs)
     cfg = jax.vmap(lambda c: jax.random.fold_in(key, c))(configs)
     return jax.vmap(lambda k: jax.vmap(lambda s: jax.random.fold_in(k, s))(
@@ -266,7 +266,8 @@ def simulate(testbed, make_optimizer, hyperparams: Mapping[str, Any], *, key, n_
       n_seeds: trajectories per configuration (≥ 1).
       n_steps: optimizer steps per trajectory (≥ 1).
       record_every: record metrics every r steps (r divides n_steps).
-      metrics: name -> ``f(testbed, params)`` evaluated at the recorded steps.
+      metrics: name -> ``f(testbed, params)`` evaluated at the recorded steps (static, like
+        ``make_optimizer``: a module-level function compiles once, a fresh lambda each call).
       window_metrics: name -> ``f(testbed, params)`` averaged over every step of a window.
       seed_chunk: seeds per compiled call (default: all; rounded up to a multiple of the
         device count). Results do not depend on it; memory and progress do.
