@@ -27,7 +27,8 @@ FIDELITIES = ("quick", "full")
 STATUSES = {THEOREM: ("holds", "violated"), HYPOTHESIS: ("confirmed", "refuted", "inconclusive")}
 
 #: claim modules imported by :func:`all_claims`; a new paper adds its module here.
-CLAIM_MODULES = ("simulations.claims.covnoise", "simulations.claims.self_distillation")
+CLAIM_MODULES = ("simulations.claims.covnoise", "simulations.claims.sngm",
+                 "simulations.claims.self_distillation")
 
 Evidence = dict
 
