@@ -168,6 +168,13 @@ def sngm_best_batch(beta, C, L, delta, sigma) -> float:
     return float(sigma * np.sqrt(2 * (1 - beta) * C / ((1 + beta) * L * delta)))
 
 
+def _window_inputs(eps, beta, C, L, delta, sigma):
+    """Validated (ε, β, C, L, Δ, σ) for the batch-window functions."""
+    return (check.positive("eps", eps), _beta(beta), check.positive("C", C),
+            check.positive("L", L), check.nonnegative("delta", delta),
+            check.nonnegative("sigma", sigma))
+
+
 def sngm_batch_window(eps, beta, C, L, delta, sigma) -> BatchWindow:
     """Batch sizes for which bound (2) ≤ ε, each term ≤ ε/2 (derived):
 
@@ -177,12 +184,7 @@ def sngm_batch_window(eps, beta, C, L, delta, sigma) -> BatchWindow:
     An empty window (low > high) is returned, not raised; high = inf when Δ = 0. The
     constraint 1 ≤ B ≤ C is not applied.
     """
-    eps = check.positive("eps", eps)
-    beta = _beta(beta)
-    C = check.positive("C", C)
-    L = check.positive("L", L)
-    delta = check.nonnegative("delta", delta)
-    sigma = check.nonnegative("sigma", sigma)
+    eps, beta, C, L, delta, sigma = _window_inputs(eps, beta, C, L, delta, sigma)
     low = 16 * sigma ** 2 / eps ** 2
     high = np.inf if delta == 0 else (1 - beta) * eps ** 2 * C / (8 * (1 + beta) * L * delta)
     return BatchWindow(float(low), float(high))
@@ -231,12 +233,7 @@ def msgd_batch_window(eps, beta, C, L, delta, sigma) -> BatchWindow:
 
     Empty window returned, not raised; high = inf when Δ = 0; 1 ≤ B ≤ C not applied.
     """
-    eps = check.positive("eps", eps)
-    beta = _beta(beta)
-    C = check.positive("C", C)
-    L = check.positive("L", L)
-    delta = check.nonnegative("delta", delta)
-    sigma = check.nonnegative("sigma", sigma)
+    eps, beta, C, L, delta, sigma = _window_inputs(eps, beta, C, L, delta, sigma)
     low = msgd_c_beta(beta) * (1 - beta) * sigma ** 2 / (2 * eps ** 2)
     high = np.inf if delta == 0 else (1 - beta) * eps ** 2 * C / (32 * L * delta)
     return BatchWindow(float(low), float(high))
