@@ -136,3 +136,26 @@ def test_relaxed_and_linear_measurement(tmp_path):
     np.testing.assert_array_equal(ev2["l0l1/b_max"], ev["x0=12/b_max"])
     claim2.figure(ev2, v2, tmp_path / "l.png")
     assert (tmp_path / "l.png").stat().st_size > 10_000
+
+
+def test_b_max_and_hit_steps_follow_their_definitions():
+    # hand-made tails, axes (budget, method, B, η, seed): B_max = largest B of the grid for
+    # which some η has median tail (over seeds) <= ε; a failed (+inf) seed counts as above ε
+    import dataclasses
+    from simulations.sweep import SweepResult
+    tail = np.full((1, 2, 3, 2, 3), 1.0)
+    tail[0, 0, 0, 1] = [0.1, 0.1, 5.0]        # sngm, B=4: median 0.1 <= 0.2
+    tail[0, 0, 2, 0] = [0.1, 0.3, 0.15]       # sngm, B=16: median 0.15 <= 0.2 (B=8 fails)
+    tail[0, 1, 1, 0] = [0.1, np.inf, np.inf]  # msgd, B=8: median inf: fails
+    tail[0, 1, 0, 1] = [0.2, 0.05, 0.3]       # msgd, B=4: median exactly ε qualifies
+    rec = np.full((2, 3, 2, 3, 5), 1.0)
+    rec[0, 0, 0, 0, 3:] = 0.1                 # hits ε at record 3 = step 3·r
+    res = SweepResult(methods=("sngm", "msgd"), batch_sizes=np.array([4, 8, 16]),
+                      budgets=np.array([64]), etas=np.ones((2, 2)), beta=0.9, sigma=1.0,
+                      average=tail, average_sq=tail, tail=tail, failed=~np.isfinite(tail),
+                      gnorm_records=rec, record_every=2, n_steps=16, wall_seconds=0.0,
+                      compilations=0)
+    assert res.b_max(0.2).tolist() == [[16, 4]]
+    assert dataclasses.replace(res, tail=tail + 10).b_max(0.2).tolist() == [[0, 0]]
+    hits = res.hit_steps(0.2)
+    assert hits[0, 0, 0, 0, 0] == 6 and np.isinf(hits[0, 0, 0, 0, 1])
