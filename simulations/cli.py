@@ -89,7 +89,17 @@ def run_claims(ids, *, fidelity: str, out: Path, seed: int, force: bool = False,
         verdicts[claim.id] = verdict
         _log(f"[{i}/{len(claims)}] {claim.id}: {verdict.status.upper()} ({how})\n      {verdict.summary}")
     if write_report:
-        path = report.write_report(out, claims, verdicts, fidelity)
+        # the report covers every claim with current evidence in `out`, not only those run
+        # now, so `reproduce --only ID` updates one claim without dropping the others
+        every = get_claims(None)
+        for claim in every:
+            if claim.id in verdicts:
+                continue
+            config = dict(claim.config(fidelity), seed=seed)
+            stored = report.load_evidence(out, claim.id, report.config_hash(claim, config, fingerprint))
+            if stored is not None:
+                verdicts[claim.id] = claim.make_verdict(stored, config)
+        path = report.write_report(out, every, verdicts, fidelity)
         _log(f"report: {path} ({time.perf_counter() - t_all:.1f} s)")
     return verdicts
 

@@ -46,6 +46,10 @@ def test_reproduce_writes_report_and_resumes(tmp_path):
     again = _cli(*args)
     assert again.returncode == 0 and again.stderr.count("stored evidence") == 2
     assert json.loads((out / "verdicts.json").read_text())["verdicts"] == verdicts
+    # re-running one claim keeps the other claim's verdict in the report
+    one = _cli("reproduce", "--quick", "--only", "selfdistill.collapse", "--out", str(out))
+    assert one.returncode == 0, one.stderr
+    assert json.loads((out / "verdicts.json").read_text())["verdicts"] == verdicts
 
 
 def test_run_one_claim_prints_its_verdict(tmp_path):
