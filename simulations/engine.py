@@ -171,6 +171,10 @@ def _trajectory(testbed, hparams, key, *, make_optimizer, metrics, window_metric
     # transforms that take extra arguments (optax's ExtraArgs protocol) see the testbed, so
     # state-dependent noise can query it (e.g. the gradient covariance Σ(w_t))
     extra = {"testbed": testbed} if isinstance(optimizer, optax.GradientTransformationExtraArgs) else {}
+    # a testbed whose gradient oracle depends on a swept hyperparameter (label-noise σ,
+    # annealed pre-activation noise) sets ``gradient_uses_hyperparams`` and receives the
+    # configuration's hyperparameters and the step index
+    hp_aware = bool(getattr(testbed, "gradient_uses_hyperparams", False))
 
     def evaluate(fns, p):
         return {name: jnp.asarray(fn(testbed, p)) for name, fn in fns}
@@ -179,7 +183,8 @@ def _trajectory(testbed, hparams, key, *, make_optimizer, metrics, window_metric
         params, opt_state, data_key, bad_step, t = carry
         data_key, sub = jax.random.split(data_key)
         window_values = evaluate(window_metrics, params)
-        grads = testbed.gradient(params, key=sub)
+        grads = (testbed.gradient(params, key=sub, hparams=hparams, step=t) if hp_aware
+                 else testbed.gradient(params, key=sub))
         updates, opt_state = optimizer.update(grads, opt_state, params, **extra)
         params = optax.apply_updates(params, updates)
         bad_step = jnp.where((bad_step < 0) & ~_all_finite(params), t + 1, bad_step)

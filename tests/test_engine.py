@@ -167,3 +167,48 @@ def test_config_grid_order():
     grid, shape = engine.config_grid(a=[1, 2], b=[10, 20, 30])
     assert shape == (2, 3)
     assert list(grid["a"]) == [1, 1, 1, 2, 2, 2] and list(grid["b"]) == [10, 20, 30] * 2
+
+
+# ------------------------------------------- gradient oracles that read hyperparameters
+import dataclasses  # noqa: E402
+
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class _ScaledGradient:
+    """g = scale · w after step ``switch``, else 0: the oracle reads hparams and step."""
+
+    w0: jax.Array
+    gradient_uses_hyperparams = True
+
+    def init(self, *, key=None):
+        return self.w0
+
+    def gradient(self, params, *, key, hparams, step):
+        return jnp.where(step >= hparams["switch"], hparams["scale"] * params, 0.0)
+
+    def loss(self, params):
+        return 0.5 * jnp.sum(params ** 2)
+
+
+def _plain_sgd(hparams, *, key):
+    return optax.sgd(1.0)
+
+
+def test_gradient_oracle_receives_hyperparameters_and_step(key):
+    tb = _ScaledGradient(w0=np.ones(2))
+    hp = {"scale": np.array([0.5, 0.25]), "switch": np.array([3.0, 1.0])}
+    kw = dict(key=key, n_seeds=2, n_steps=4, record_every=1, metrics={"loss": _loss})
+    before = engine.trace_count()
+    res = engine.simulate(tb, _plain_sgd, hp, **kw)
+    # w_{t+1} = (1 − scale·[t ≥ switch]) w_t, from w_0 = 1: loss = 0.5·2·w_t²
+    w = np.ones((2, 5))
+    for c, (s, k) in enumerate(zip(hp["scale"], hp["switch"])):
+        for t in range(4):
+            w[c, t + 1] = w[c, t] * (1 - s * (t >= k))
+    np.testing.assert_allclose(res.records["loss"][:, 0], w ** 2, rtol=1e-6)  # float32
+    engine.simulate(tb, _plain_sgd, {"scale": np.array([0.1, 0.2]), "switch": np.array([0.0, 2.0])}, **kw)
+    assert engine.trace_count() == before + 1  # new values of a traced hparam: no recompile
