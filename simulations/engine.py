@@ -106,11 +106,12 @@ class SimulationResult:
         return mean_stderr(values, axis=1, valid=np.broadcast_to(valid, values.shape))
 
     def window_average(self, name: str, start_fraction: float = 0.0) -> np.ndarray:
-        """(config, seed) mean of window metric ``name`` over the windows from
-        ``start_fraction`` of the run to the end (e.g. 0.75: the last 25% of iterates)."""
+        """(config, seed, ...) mean of window metric ``name`` over the windows from
+        ``start_fraction`` of the run to the end (e.g. 0.75: the last 25% of iterates);
+        a vector-valued metric keeps its trailing axes."""
         w = self.windows[name]
-        first = int(np.floor(start_fraction * w.shape[-1]))
-        return w[..., first:].mean(axis=-1)
+        first = int(np.floor(start_fraction * w.shape[2]))
+        return w[:, :, first:].mean(axis=2)
 
 
 # ---------------------------------------------------------------------- validation

@@ -141,3 +141,10 @@ def make_sgd(hparams, *, key) -> optax.GradientTransformation:
     """Engine factory: plain SGD with hparams ``learning_rate``."""
     del key
     return optax.sgd(hparams["learning_rate"])
+
+
+def make_momentum_sgd(hparams, *, key) -> optax.GradientTransformation:
+    """Engine factory: heavy ball (:func:`momentum_sgd`) with traced hparams
+    ``learning_rate`` and ``momentum`` (β = 0 is plain SGD)."""
+    del key
+    return momentum_sgd(hparams["learning_rate"], hparams["momentum"])

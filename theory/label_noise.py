@@ -320,6 +320,25 @@ def toy_hessian(theta) -> np.ndarray:
     return H
 
 
+def toy_hessian_derivative(theta) -> np.ndarray:
+    """∂∇²L/∂θ_k for k = a, b, c, shape (3, 3, 3): from ∇²L = ½ Σ_i g_i g_iᵀ + ½ Σ_i r_i ∇²f_i
+    with g₁ = (b, a, 0), g₂ = (c, 0, a), r₁ = ab − 1, r₂ = ac − 1 (exact; the third
+    derivatives of f vanish)."""
+    a, b, c = np.asarray(theta, np.float64)
+    g1, g2 = np.array([b, a, 0.0]), np.array([c, 0.0, a])
+    e = np.eye(3)
+    dg1 = [e[1], e[0], np.zeros(3)]          # ∂g₁/∂(a, b, c)
+    dg2 = [e[2], np.zeros(3), e[0]]          # ∂g₂/∂(a, b, c)
+    dr1, dr2 = (b, a, 0.0), (c, 0.0, a)      # ∂r_i/∂(a, b, c)
+    E01, E02 = np.outer(e[0], e[1]) + np.outer(e[1], e[0]), np.outer(e[0], e[2]) + np.outer(e[2], e[0])
+    out = np.empty((3, 3, 3))
+    for k in range(3):
+        out[k] = 0.5 * (np.outer(dg1[k], g1) + np.outer(g1, dg1[k])
+                        + np.outer(dg2[k], g2) + np.outer(g2, dg2[k])
+                        + dr1[k] * E01 + dr2[k] * E02)
+    return out
+
+
 def toy_manifold_point(q) -> np.ndarray:
     """(a, b, c) = (√q, 1/√q, 1/√q): zero loss with a² = q."""
     q = check.positive("q", q)
@@ -363,3 +382,69 @@ def toy_q_star(eta) -> float:
 def toy_q_star_trace() -> float:
     """argmin_q ¼ tr ∇²L = ¼(1/q + q): q = 1 for every η."""
     return 1.0
+
+
+# ------------------------------------------------------ regularized reference flows
+REGULARIZERS = ("none", "trace", "R_eta")
+
+
+def hessian_derivative_fd(hessian, theta, *, h: float = 1e-6) -> np.ndarray:
+    """∂H/∂θ_k by central differences of ``hessian``, shape (p, p, p) (float64; error
+    O(h²)·‖∂³H‖ plus O(ε/h)·‖H‖ round-off, about 1e-10 for h = 1e-6 on O(1) Hessians)."""
+    theta = np.asarray(theta, np.float64)
+    out = np.empty((len(theta),) * 3)
+    for k in range(len(theta)):
+        e = np.zeros_like(theta)
+        e[k] = h
+        out[k] = (hessian(theta + e) - hessian(theta - e)) / (2.0 * h)
+    return out
+
+
+def regularizer_gradient(hessian, theta, eta, kind: str = "R_eta", *,
+                         hessian_derivative=None) -> np.ndarray:
+    """∇_θ R(θ) for R = R_η (eq. 2) or ¼ tr ∇²L, from a Hessian function.
+
+    Chain rule with eq. (4): ∂R_η/∂θ_k = tr(½(2I − ηH)⁻¹ ∂H/∂θ_k) (trace: ¼ tr ∂H/∂θ_k),
+    with ∂H/∂θ from ``hessian_derivative(theta)`` (shape (p, p, p)) when given, else
+    by :func:`hessian_derivative_fd`.
+    """
+    if kind not in REGULARIZERS[1:]:
+        check.fail("kind", kind, f"one of {REGULARIZERS[1:]}")
+    theta = np.asarray(theta, np.float64)
+    G = 0.25 * np.eye(len(theta)) if kind == "trace" else implicit_regularizer_gradient(hessian(theta), eta)
+    dH = hessian_derivative(theta) if hessian_derivative else hessian_derivative_fd(hessian, theta)
+    return np.einsum("kij,ij->k", dH, G)
+
+
+def regularized_gradient_descent(gradient, hessian, theta0, *, eta, lam, n_steps: int,
+                                 record_every: int = 1, kind: str = "R_eta",
+                                 hessian_derivative=None) -> np.ndarray:
+    """Reference trajectory: θ ← θ − η(∇L(θ) + λ∇R(θ)), R = R_η, ¼ tr ∇²L or none.
+
+    The deterministic flow that, by the paper's main result (CLAIMS.md §3), the seed-
+    averaged label-noise trajectory tracks to within O(√λ) when R = R_η. A plain NumPy
+    loop: this is a float64 reference for low-dimensional testbeds (the toy), not a
+    simulation. ``hessian_derivative`` (θ -> ∂H/∂θ, shape (p, p, p)) avoids finite
+    differences. Returns the iterates at steps 0, r, 2r, …, n_steps, shape (records, p).
+    """
+    eta = _eta(eta)
+    lam = check.nonnegative("lam", lam)
+    n_steps = check.integer_at_least("n_steps", n_steps, 1)
+    record_every = check.integer_at_least("record_every", record_every, 1)
+    if n_steps % record_every:
+        check.fail("record_every", record_every, f"a divisor of n_steps = {n_steps}")
+    if kind not in REGULARIZERS:
+        check.fail("kind", kind, f"one of {REGULARIZERS}")
+    theta = np.asarray(theta0, np.float64).copy()
+    out = [theta.copy()]
+    for t in range(1, n_steps + 1):
+        g = gradient(theta)
+        if kind != "none" and lam > 0:
+            g = g + lam * regularizer_gradient(hessian, theta, eta, kind,
+                                               hessian_derivative=hessian_derivative)
+        theta = theta - eta * g
+        if not np.all(np.isfinite(theta)):
+            raise FloatingPointError(f"reference flow diverged at step {t} (eta = {eta}, lam = {lam})")
+        if t % record_every == 0:
+            out.append(theta.copy())
+    return np.asarray(out)
