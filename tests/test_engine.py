@@ -212,3 +212,17 @@ def test_gradient_oracle_receives_hyperparameters_and_step(key):
     np.testing.assert_allclose(res.records["loss"][:, 0], w ** 2, rtol=1e-6)  # float32
     engine.simulate(tb, _plain_sgd, {"scale": np.array([0.1, 0.2]), "switch": np.array([0.0, 2.0])}, **kw)
     assert engine.trace_count() == before + 1  # new values of a traced hparam: no recompile
+
+
+def _vector(tb, p):
+    return jnp.stack([p[0], 2.0 * p[0]])
+
+
+def test_vector_metrics_keep_their_axes_in_window_average(key):
+    tb = _ScaledGradient(w0=np.ones(2))
+    res = engine.simulate(tb, _plain_sgd, {"scale": np.array([0.5]), "switch": np.array([0.0])}, key=key,
+                          n_seeds=2, n_steps=4, record_every=1, metrics={"v": _vector},
+                          window_metrics={"wv": _vector})
+    assert res.records["v"].shape == (1, 2, 5, 2)
+    # w_t = 0.5^t: windows of one step hold x_t, the last half is x_2, x_3
+    np.testing.assert_allclose(res.window_average("wv", 0.5)[0, 0], [0.1875, 0.375], rtol=1e-6)

@@ -192,3 +192,15 @@ def test_lambda_only_measurement(key):
     assert v.status in ("confirmed", "refuted", "inconclusive")
     assert len(ev["tail_mean"]) == len(cfg["configs"])
     assert np.all(np.asarray(ev["n_valid"]) == cfg["n_seeds"])
+
+
+def test_shape_matters_variant_gradient(key):
+    # f = ⟨v⊙v, x⟩: ∇_v L = (1/n) Σ_i (f_i − y_i) 2 v⊙x_i (σ = 0: the oracle is exact)
+    tb = tbs.make_sparse_regression(key=key, d=5, n=6, k=2, variant="sparse_vv")
+    with jax.enable_x64(True):
+        tb = jax.tree_util.tree_map(jnp.asarray, tb)
+        v = jnp.linspace(0.2, 1.4, 5)
+        g = tb.gradient({"v": v}, key=key, hparams={"sigma": 0.0})["v"]
+        X, y = np.asarray(tb.features), np.asarray(tb.targets)
+        r = X @ np.asarray(v) ** 2 - y
+        np.testing.assert_allclose(g, 2 * np.asarray(v) * (X.T @ r) / 6, rtol=1e-12)  # float64
