@@ -10,6 +10,11 @@ one run on this machine; nothing here is a timed assertion.
 * vectorized NumPy: all seeds as one (R, d) array, a Python loop over steps.
 * RNG bound: the rate of ``jax.random.normal`` here; the engine needs d normals per
   trajectory-step, so engine rate × d / RNG rate is the fraction of that bound reached.
+* SNGM sweep: the full-fidelity (B, η) sweep of the ``sngm.*`` claims on the L-smooth
+  testbed (2 methods × 8 batch sizes × 16 learning rates × 8 seeds, budgets 2¹² and 2¹⁴,
+  so 4096 steps per trajectory) as one :func:`simulations.sweep.sweep` call: wall time of
+  the first call (compilation included) and of a second call on a new η grid, with the
+  number of engine compilations of each (``engine.trace_count()``).
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from simulations import engine, optimizers
+from simulations import sweep as sw
 from simulations.testbeds import make_noisy_quadratic
 from theory import quadratic
 
@@ -59,6 +65,28 @@ def rng_rate(n_samples: int) -> float:
     return n_samples / t
 
 
+def sngm_sweep() -> dict:
+    """Time the full SNGM sweep (see the module docstring); returns seconds and compilations."""
+    from simulations.claims.sngm import FULL_LS as cfg
+    from simulations.testbeds.smooth import make_smooth_testbed
+
+    tb = make_smooth_testbed(cfg["testbed"], x0=cfg["x0"], d=cfg["d"])
+    etas = np.stack([np.geomspace(*cfg["sngm_eta_range"], cfg["n_eta"]),
+                     np.geomspace(*cfg["msgd_eta_range"], cfg["n_eta"])])
+    kw = dict(batch_sizes=cfg["batch_sizes"], budgets=cfg["budgets"], beta=cfg["beta"],
+              sigma=cfg["sigma"], n_seeds=cfg["n_seeds"], key=jax.random.key(2))
+    out = {}
+    for name, grid in (("first", etas), ("new_eta_grid", etas * 1.5)):
+        before = engine.trace_count()
+        t = time.perf_counter()
+        res = sw.sweep(tb, etas=grid, **kw)
+        out[f"{name}_seconds"] = time.perf_counter() - t
+        out[f"{name}_compilations"] = engine.trace_count() - before
+    out["trajectories"] = int(np.prod(res.tail.shape[1:]))
+    out["steps"] = int(res.n_steps)
+    return out
+
+
 def main(*, n_seeds: int = 1024, n_steps: int = 1000, d: int = 64, loop_seeds: int = 8) -> dict:
     tb = make_noisy_quadratic(d=d, x0_norm=1.0, key=jax.random.key(0))
     A = np.asarray(tb.hessian)
@@ -90,6 +118,15 @@ def main(*, n_seeds: int = 1024, n_steps: int = 1000, d: int = 64, loop_seeds: i
     print(f"engine first call (includes compilation): {t_first:.2f} s")
     print(f"jax.random.normal rate: {normals_per_s:.3e} samples/s; engine uses {rate * d:.3e} "
           f"normals/s = {rate * d / normals_per_s:.0%} of it")
+    sweep = sngm_sweep()
+    print(f"SNGM sweep (L-smooth; 2 methods x 8 B x 16 eta x 8 seeds = {sweep['trajectories']} "
+          f"trajectories x {sweep['steps']} steps): {sweep['first_seconds']:.2f} s first call "
+          f"({sweep['first_compilations']} compilation), {sweep['new_eta_grid_seconds']:.2f} s on a "
+          f"new eta grid ({sweep['new_eta_grid_compilations']} compilations)")
     return dict(engine_seconds=t_engine, loop_seconds=t_loop, numpy_seconds=t_vec,
                 first_call_seconds=t_first, rng_rate=normals_per_s,
-                speedup_vs_loop=t_loop / t_engine, speedup_vs_numpy=t_vec / t_engine)
+                speedup_vs_loop=t_loop / t_engine, speedup_vs_numpy=t_vec / t_engine,
+                sngm_sweep_seconds=sweep["first_seconds"],
+                sngm_sweep_compilations=sweep["first_compilations"],
+                sngm_sweep_new_grid_seconds=sweep["new_eta_grid_seconds"],
+                sngm_sweep_new_grid_compilations=sweep["new_eta_grid_compilations"])

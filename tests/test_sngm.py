@@ -159,3 +159,72 @@ def test_b_max_and_hit_steps_follow_their_definitions():
     assert dataclasses.replace(res, tail=tail + 10).b_max(0.2).tolist() == [[0, 0]]
     hits = res.hit_steps(0.2)
     assert hits[0, 0, 0, 0, 0] == 6 and np.isinf(hits[0, 0, 0, 0, 1])
+
+
+# ------------------------------------------------------- bad inputs: property-based
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+HYP = settings(max_examples=30, deadline=None, derandomize=True)
+_bad_beta = st.one_of(st.floats(1.0, 1e6), st.floats(-1e6, -1e-12), st.just(float("nan")))
+
+
+@HYP
+@given(beta=_bad_beta)
+def test_property_sweep_rejects_beta_before_compiling(beta):
+    before = engine.trace_count()
+    with pytest.raises(InvalidParameter, match=r"^beta = .* need 0 <= beta < 1"):
+        sw.sweep(make_smooth_testbed("lsmooth"), batch_sizes=[4, 8], budgets=[64], etas=[0.1],
+                 key=jax.random.key(0), beta=beta)
+    assert engine.trace_count() == before
+
+
+@HYP
+@given(b=st.one_of(st.integers(-10 ** 6, 0), st.floats(0.0, 4.0).filter(lambda x: x != int(x))))
+def test_property_sweep_rejects_batch_below_one(b):
+    with pytest.raises(InvalidParameter, match=r"^B = .* need an integer batch size B >= 1"):
+        sw.sweep(make_smooth_testbed("lsmooth"), batch_sizes=[b, 8], budgets=[64], etas=[0.1],
+                 key=jax.random.key(0))
+
+
+@HYP
+@given(log_b=st.integers(1, 10), frac=st.floats(0.0, 1.0, exclude_max=True))
+def test_property_sweep_rejects_budget_below_batch(log_b, frac):
+    B = 2 ** log_b
+    C = int(frac * B)  # C < B: no full iteration
+    with pytest.raises(InvalidParameter, match=r"^C = .* need an integer budget C >= B = "):
+        sw.sweep(make_smooth_testbed("lsmooth"), batch_sizes=[1, B], budgets=[C], etas=[0.1],
+                 key=jax.random.key(0))
+
+
+@HYP
+@given(eps=st.one_of(st.floats(-1e6, 0.0), st.just(float("nan")), st.just(-float("inf"))))
+def test_property_eps_not_positive_everywhere(eps):
+    # SweepResult's ε-readers, on a hand-made result (no simulation needed)
+    from simulations.sweep import SweepResult
+    tail = np.ones((1, 2, 1, 1, 2))
+    res = SweepResult(methods=("sngm", "msgd"), batch_sizes=np.array([4]), budgets=np.array([64]),
+                      etas=np.ones((2, 1)), beta=0.9, sigma=1.0, average=tail, average_sq=tail,
+                      tail=tail, failed=tail < 0, gnorm_records=np.ones((2, 1, 1, 2, 3)),
+                      record_every=8, n_steps=16, wall_seconds=0.0, compilations=0)
+    for reader in (res.b_max, res.hit_steps, res.steps_to_eps):
+        with pytest.raises(InvalidParameter, match=r"^eps = .* need eps > 0"):
+            reader(eps)
+
+
+_CLAIM_IDS = ["sngm.bound", "sngm.lsmooth_parity", "sngm.bmax_linear_in_C", "sngm.relaxed_advantage",
+              "sngm.no_lower_batch_limit"]
+_BAD = [(dict(beta=1.0), "beta"), (dict(beta=-0.5), "beta"), (dict(eps=0.0), "eps"),
+        (dict(eps=-0.1), "eps"), (dict(batch_sizes=[0, 4, 8]), "B"), (dict(budgets=[0, 2 ** 10]), "C")]
+
+
+@pytest.mark.parametrize("claim_id, change, name", [
+    (c, ch, n) for c in _CLAIM_IDS for ch, n in _BAD
+    if not (c == "sngm.no_lower_batch_limit" and "batch_sizes" in ch)])  # that claim has B = 1 only
+def test_claims_reject_bad_config_before_compiling(claim_id, change, name):
+    """Every synthetic claim's run validates β, ε, B and C before any engine call."""
+    claim = get_claims([claim_id])[0]
+    cfg = dict(claim.config("quick"), **change)
+    before = engine.trace_count()
+    with pytest.raises(InvalidParameter, match=rf"^{name} = .* is not allowed"):
+        claim.run(cfg, key=jax.random.key(0))
+    assert engine.trace_count() == before

@@ -343,3 +343,62 @@ def test_bad_inputs_other_functions():
         sg.msgd_eta_cap(0.5, -1.0)
     with pytest.raises(InvalidParameter, match=r"^d = "):
         sg.lsmooth_delta(3.0, 0)
+
+
+# ------------------------------------------------------- bad inputs: property-based
+# every public function of theory.sngm rejects β ∉ [0, 1), B < 1, C < B and ε <= 0 with an
+# InvalidParameter naming the parameter, whatever the other (valid) arguments are
+_bad_beta = st.one_of(st.floats(1.0, 1e6), st.floats(-1e6, -1e-12), st.just(float("nan")),
+                      st.just(float("inf")))
+_good = dict(beta=st.floats(0.0, 0.99), B=st.floats(1.0, 1e4), L=st.floats(1e-3, 1e3),
+             delta=st.floats(0.0, 1e3), sigma=st.floats(0.0, 1e3))
+
+
+@HYP
+@given(beta=_bad_beta, B=_good["B"], L=_good["L"], delta=_good["delta"], sigma=_good["sigma"])
+def test_property_bad_beta_named(beta, B, L, delta, sigma):
+    C = 10 * B
+    calls = [lambda: sg.sngm_bound(1e-3, beta, B, C, L, delta, sigma),
+             lambda: sg.msgd_bound(1e-9, beta, B, C, L, delta, sigma),
+             lambda: sg.sngm_bound_at_best_eta(beta, B, C, L, delta, sigma),
+             lambda: sg.sngm_best_eta(beta, C, B, L, delta + 1),
+             lambda: sg.sngm_best_batch(beta, C, L, delta + 1, sigma),
+             lambda: sg.sngm_batch_window(0.1, beta, C, L, delta, sigma),
+             lambda: sg.msgd_batch_window(0.1, beta, C, L, delta, sigma),
+             lambda: sg.msgd_eta_cap(beta, L), lambda: sg.msgd_c_beta(beta),
+             lambda: sg.heavy_ball_cap(beta, L)]
+    for call in calls:
+        with pytest.raises(InvalidParameter, match=r"^beta = .* is not allowed: need 0 <= beta < 1"):
+            call()
+
+
+@HYP
+@given(B=st.one_of(st.floats(-1e6, 1.0, exclude_max=True), st.just(float("nan"))),
+       beta=_good["beta"], L=_good["L"], delta=_good["delta"], sigma=_good["sigma"])
+def test_property_batch_below_one_named(B, beta, L, delta, sigma):
+    for fn in (sg.sngm_bound, sg.msgd_bound):
+        with pytest.raises(InvalidParameter, match=r"^B = .* is not allowed: need B >= 1"):
+            fn(1e-9, beta, B, 1e4, L, delta, sigma)
+    with pytest.raises(InvalidParameter, match=r"^B = "):
+        sg.sngm_bound_at_best_eta(beta, B, 1e4, L, delta, sigma)
+
+
+@HYP
+@given(B=_good["B"], frac=st.floats(0.0, 1.0, exclude_max=True), beta=_good["beta"],
+       L=_good["L"], delta=_good["delta"], sigma=_good["sigma"])
+def test_property_budget_below_batch_named(B, frac, beta, L, delta, sigma):
+    C = frac * B  # C < B: not even one iteration
+    for call in (lambda: sg.sngm_bound(1e-3, beta, B, C, L, delta, sigma),
+                 lambda: sg.msgd_bound(1e-9, beta, B, C, L, delta, sigma),
+                 lambda: sg.sngm_bound_at_best_eta(beta, B, C, L, delta, sigma)):
+        with pytest.raises(InvalidParameter, match=r"^C = .* is not allowed: need C >= B = "):
+            call()
+
+
+@HYP
+@given(eps=st.one_of(st.floats(-1e6, 0.0), st.just(float("nan"))), beta=_good["beta"],
+       L=_good["L"], delta=_good["delta"], sigma=_good["sigma"])
+def test_property_eps_not_positive_named(eps, beta, L, delta, sigma):
+    for fn in (sg.sngm_batch_window, sg.msgd_batch_window):
+        with pytest.raises(InvalidParameter, match=r"^eps = .* is not allowed: need eps > 0"):
+            fn(eps, beta, 1e4, L, delta, sigma)

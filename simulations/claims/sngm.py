@@ -1,9 +1,12 @@
 """Claims of Zhao, Shi, Xie, Li (arXiv 2007.13985): SNGM vs MSGD on synthetic testbeds.
 
 CLAIMS.md §2. Theorem (derived): ``sngm.bound``; hypotheses: ``sngm.bmax_linear_in_C``,
-``sngm.lsmooth_parity``, ``sngm.relaxed_advantage``, ``sngm.no_lower_batch_limit``. Bounds: :mod:`theory.sngm`; testbeds:
-:mod:`simulations.testbeds.smooth`; sweeps: :mod:`simulations.sweep` (one compiled
-program per testbed and run length: methods × B × η × seeds in one engine call).
+``sngm.lsmooth_parity``, ``sngm.relaxed_advantage``, ``sngm.no_lower_batch_limit`` and
+(paper) ``sngm.test_accuracy``. Bounds: :mod:`theory.sngm`; testbeds:
+:mod:`simulations.testbeds.smooth` and :mod:`simulations.testbeds.digits_mlp`; sweeps:
+:mod:`simulations.sweep` (one compiled program per testbed and run length: methods × B ×
+η × seeds in one engine call); the digits runs: :func:`digits_mlp.train_grid` (methods ×
+η × seeds in one engine call).
 
 All claims on one testbed share one sweep (cached per process by configuration and key).
 """
@@ -17,8 +20,10 @@ from simulations import sweep as sw
 from simulations.keys import subkey
 from simulations.plotting import new_figure, save
 from simulations.registry import HYPOTHESIS, THEOREM, Claim, Verdict, register
+from simulations.testbeds import digits_mlp as dm
 from simulations.testbeds.smooth import make_smooth_testbed
 from theory import sngm as th
+from theory import validation as check
 
 PAPER = "Zhao, Shi, Xie, Li (2020), arXiv 2007.13985"
 _CACHE: dict = {}
@@ -176,7 +181,7 @@ def verdict_bmax_linear(ev, cfg):
     return Verdict(
         claim_id="sngm.bmax_linear_in_C", status=status,
         summary="B_max(ε, C) -> B_max(ε, 4C): " + "; ".join(rows),
-        measured=dict(rows=rows), predicted=dict(ratio=4),
+        measured=dict(rows=rows), predicted=dict(ratio=4, eps=cfg["eps"]),
         rule=("B_max = largest grid B (powers of 2) whose best η gives median-over-seeds tail "
               "metric <= ε; confirmed iff for every (testbed, method) B_max(4C)/B_max(C) ∈ {2, 4, 8} "
               "(within one grid step of 4); inconclusive if any B_max is censored (0 or the top "
@@ -185,7 +190,7 @@ def verdict_bmax_linear(ev, cfg):
 
 
 def figure_bmax_linear(ev, verdict, path):
-    fig, (ax,) = new_figure("sngm.bmax_linear_in_C", title="B_max vs C")
+    fig, (ax, ax2) = new_figure("sngm.bmax_linear_in_C", 2, title="B_max vs C; steps to ε vs B")
     for i, name in enumerate(ev["testbed_names"]):
         cs, bm = np.asarray(ev[f"{name}/budgets"]), np.asarray(ev[f"{name}/b_max"])
         for m, meth in enumerate(ev[f"{name}/methods"]):
@@ -195,6 +200,14 @@ def figure_bmax_linear(ev, verdict, path):
     ax.set_xscale("log", base=2); ax.set_yscale("log", base=2)
     ax.set_xlabel("budget C"); ax.set_ylabel("B_max(ε, C)  (dotted: ∝ C)")
     ax.legend(fontsize=7); ax.set_title(verdict.status, fontsize=9)
+    for i, name in enumerate(ev["testbed_names"]):
+        st = np.asarray(ev[f"{name}/steps_to_eps"], float)[-1]  # (method, B) at the largest C
+        for m, meth in enumerate(ev[f"{name}/methods"]):
+            ax2.plot(ev[f"{name}/batch_sizes"], np.where(np.isfinite(st[m]), st[m], np.nan),
+                     "o-" if meth == "sngm" else "s--", color=f"C{2 * i + m}", label=f"{name} {meth}")
+    ax2.set_xscale("log", base=2); ax2.set_yscale("log")
+    ax2.set_xlabel("B"); ax2.set_ylabel(f"median steps to ‖∇F‖ <= ε = {verdict.predicted['eps']:g} at best η")
+    ax2.set_title("largest C per testbed; missing: not reached", fontsize=8); ax2.legend(fontsize=7)
     save(fig, path)
 
 
@@ -279,7 +292,7 @@ def verdict_relaxed(ev, cfg):
         summary=(f"(L0,L1) testbed, ε = {cfg['eps']}, C = {int(cfg['budgets'][-1])}: B_max SNGM vs MSGD "
                  + "; ".join(rows)),
         measured=dict(ratios=[float(x) for x in r], msgd_best_eta_near_cap=near, rows=rows),
-        predicted=dict(ratio_at_largest_x0=">= 4", grows_with_x0=True,
+        predicted=dict(ratio_at_largest_x0=">= 4", grows_with_x0=True, eps=cfg["eps"],
                        heavy_ball_caps=[ev[f"x0={x:g}/heavy_ball_cap"] for x in x0s]),
         rule=("at the largest budget: confirmed iff B_max(SNGM)/B_max(MSGD) >= 4 at the largest x0 "
               "(MSGD B_max = 0 with SNGM > 0 counts as infinite), the ratio is non-decreasing in x0 "
@@ -289,9 +302,31 @@ def verdict_relaxed(ev, cfg):
         sizes=_sizes(cfg))
 
 
+def _tail_heatmaps(axes, ev, prefix, eps, fig):
+    """Median-over-seeds tail metric over (B, η) per method at the largest budget (log10
+    colour, one scale for both methods); white contour: median tail = ε (B_max's level)."""
+    mt = np.asarray(ev[prefix + "median_tail"], float)[-1]  # (method, B, η)
+    finite = np.log10(np.clip(mt, 1e-3, 1e3))
+    lo, hi = float(np.min(finite)), float(np.max(finite))
+    bs, etas = np.asarray(ev[prefix + "batch_sizes"]), np.asarray(ev[prefix + "etas"], float)
+    for m, meth in enumerate(ev[prefix + "methods"]):
+        ax = axes[m]
+        im = ax.imshow(finite[m], aspect="auto", origin="lower", cmap="viridis", vmin=lo, vmax=hi)
+        if np.any(mt[m] <= eps) and np.any(mt[m] > eps):
+            ax.contour(finite[m], levels=[np.log10(eps)], colors="w", linewidths=1.2, linestyles="solid")
+        ax.set_yticks(range(len(bs)), [str(int(b)) for b in bs])
+        step = max(1, len(etas[m]) // 4)
+        ax.set_xticks(range(0, len(etas[m]), step), [f"{e:.0e}" for e in etas[m][::step]], fontsize=7)
+        ax.set_xlabel(f"η ({meth})"); ax.set_ylabel("B"); ax.grid(False)
+        ax.set_title(f"{meth}: log10 median tail ‖∇F‖ (white: = ε)", fontsize=8)
+    fig.colorbar(im, ax=axes[len(ev[prefix + "methods"]) - 1], label="log10 median tail (clipped to [-3, 3])")
+
+
 def figure_relaxed(ev, verdict, path):
-    fig, (ax, ax2) = new_figure("sngm.relaxed_advantage", 2, title="(L0, L1)-smooth testbed")
     x0s = ev["x0s"]
+    fig, (ax, ax2, ax3, ax4) = new_figure(
+        "sngm.relaxed_advantage", 4, width=4.2,
+        title=f"(L0, L1)-smooth testbed; heat maps at x0 = {x0s[-1]:g}, C = {int(np.asarray(ev[f'x0={x0s[-1]:g}/budgets'])[-1])}")
     for m, meth in enumerate(("sngm", "msgd")):
         bm = [np.asarray(ev[f"x0={x:g}/b_max"])[-1, m] for x in x0s]
         ax.plot(x0s, np.maximum(bm, 0.5), "o-", label=meth)
@@ -306,6 +341,7 @@ def figure_relaxed(ev, verdict, path):
     ax2.set_xscale("log"); ax2.set_yscale("log")
     ax2.set_xlabel("η (MSGD); dotted: 2(1+β)/λ_max(w0)"); ax2.set_ylabel("min over B of median tail")
     ax2.legend()
+    _tail_heatmaps([ax3, ax4], ev, f"x0={x0s[-1]:g}/", verdict.predicted["eps"], fig)
     save(fig, path)
 
 
@@ -357,6 +393,137 @@ def figure_no_lower(ev, verdict, path):
     save(fig, path)
 
 
+# ============================================================== sngm.test_accuracy
+def _acc_etas(cfg):
+    """(method, η) log grids, one per method of :data:`digits_mlp.METHODS`."""
+    n_eta = check.integer_at_least("n_eta", cfg["n_eta"], 2)
+    for m in dm.METHODS:
+        lo, hi = (check.positive(f"eta_ranges[{m!r}]", e) for e in cfg["eta_ranges"][m])
+        if hi <= lo:
+            check.fail(f"eta_ranges[{m!r}]", hi, f"an upper end > the lower end {lo:g}")
+    return np.stack([np.geomspace(*cfg["eta_ranges"][m], n_eta) for m in dm.METHODS])
+
+
+def run_test_accuracy(cfg, *, key):
+    """Tune η per method on the validation split, then measure test accuracy at the tuned
+    η on held-out seeds: one engine call trains every (method, η) on n_tune + n_eval seeds
+    (common random numbers: seed s has the same init and minibatches for every method and
+    η). Seeds [0, n_tune) select η (mean validation accuracy); seeds [n_tune, n_tune +
+    n_eval) give the test accuracies at the selected η, paired across methods."""
+    sw.check_beta(cfg["beta"])
+    n_tune = check.integer_at_least("n_tune_seeds", cfg["n_tune_seeds"], 1)
+    n_eval = check.integer_at_least("n_eval_seeds", cfg["n_eval_seeds"], 2)
+    check.positive("margin", cfg["margin"])
+    check.in_range("confidence", cfg["confidence"], 0.0, 1.0, closed_low=False)
+    tb = dm.make_digits_mlp(cfg["batch_size"], width=cfg["width"], split_seed=cfg["split_seed"])
+    etas = _acc_etas(cfg)
+    out = dm.train_grid(tb, etas, key=subkey(key, "digits"), beta=cfg["beta"],
+                        n_steps=cfg["n_steps"], n_seeds=n_tune + n_eval)
+    val, test = out["val"][..., :n_tune], out["test"][..., n_tune:]   # (method, η, seed)
+    best = np.argmax(val.mean(axis=-1), axis=-1)                     # (method,)
+    return dict(methods=list(dm.METHODS), etas=etas, val=val, test=test, best_index=best,
+                best_eta=etas[np.arange(len(best)), best],
+                test_at_best=test[np.arange(len(best)), best],          # (method, n_eval)
+                n_diverged=out["diverged"].sum(-1), n_train=tb.n_train,
+                gradient_computations=cfg["n_steps"] * cfg["batch_size"],
+                wall_seconds=out["wall_seconds"], compilations=out["compilations"])
+
+
+def _compare(diff, margin, confidence):
+    """Paired-difference CI and its class: worse (CI below 0), non-inferior (CI above
+    −margin and not below 0), undecided (the CI reaches below −margin and above 0)."""
+    mean, lo, hi = stats.mean_ci(diff, confidence)
+    cls = "worse" if hi < 0 else ("non-inferior" if lo >= -margin else "undecided")
+    return float(mean), float(lo), float(hi), cls
+
+
+def verdict_test_accuracy(ev, cfg):
+    methods = list(ev["methods"])
+    acc = np.asarray(ev["test_at_best"], float)
+    best, etas = np.asarray(ev["best_index"], int), np.asarray(ev["etas"], float)
+    n_cmp = len(methods) - 1
+    conf = 1 - (1 - cfg["confidence"]) / n_cmp  # Bonferroni over the baselines
+    rows, classes, measured = [], [], {}
+    for b in range(1, len(methods)):
+        mean, lo, hi, cls = _compare(acc[0] - acc[b], cfg["margin"], conf)
+        classes.append(cls)
+        rows.append(f"SNGM − {methods[b].upper()} = {100 * mean:+.2f} pp [{100 * lo:+.2f}, {100 * hi:+.2f}] "
+                    f"({cls}{', SNGM better' if lo > 0 else ''})")
+        measured[f"diff_vs_{methods[b]}"] = dict(mean=mean, low=lo, high=hi, result=cls, superior=lo > 0)
+    edge = [m for i, m in enumerate(methods) if best[i] in (0, etas.shape[1] - 1)]
+    if edge:
+        status = "inconclusive"
+    elif "worse" in classes:
+        status = "refuted"
+    else:
+        status = "confirmed" if all(c == "non-inferior" for c in classes) else "inconclusive"
+    per = "; ".join(f"{m.upper()} {100 * acc[i].mean():.2f}% (η = {etas[i, best[i]]:.3g})"
+                    for i, m in enumerate(methods))
+    return Verdict(
+        claim_id="sngm.test_accuracy", status=status,
+        summary=(f"digits MLP, B = {cfg['batch_size']} of n = {ev['n_train']}, T = {cfg['n_steps']} "
+                 f"steps, {acc.shape[1]} held-out seeds: test accuracy {per}; " + "; ".join(rows)
+                 + (f"; tuned η at the grid edge for {edge}" if edge else "")),
+        measured=dict(measured, test_accuracy_mean={m: float(acc[i].mean()) for i, m in enumerate(methods)},
+                      diverged_runs=int(np.sum(ev["n_diverged"])),
+                      tuned_eta={m: float(etas[i, best[i]]) for i, m in enumerate(methods)},
+                      tuned_eta_at_grid_edge=edge),
+        predicted=dict(sngm_minus_baseline=">= 0 (SNGM's test accuracy >= MSGD's and LARS's)",
+                       margin=cfg["margin"]),
+        rule=(f"η per method = argmax over its log grid of the mean validation accuracy over "
+              f"{cfg['n_tune_seeds']} tuning seeds; test accuracy at that η on {cfg['n_eval_seeds']} "
+              "other seeds, paired across methods (same init and minibatches per seed); a run "
+              "that becomes non-finite counts as accuracy 0. For each baseline, Student-t CI of "
+              f"the mean paired difference SNGM − baseline at confidence {conf:.4g} (family "
+              f"{cfg['confidence']:g}, Bonferroni over {n_cmp} baselines): 'worse' if the CI is "
+              f"below 0, 'non-inferior' if its lower end is >= −{100 * cfg['margin']:g} pp (margin "
+              "decided before the runs) and it is not below 0, else 'undecided'. Confirmed iff "
+              "non-inferior to every baseline; refuted iff worse than any; else inconclusive, and "
+              "inconclusive whenever a tuned η sits at an end of its grid (tuning censored)"),
+        sizes=dict(_sizes(cfg), weight_decay="none (all three methods)",
+                   minibatches="B indices uniform with replacement from the training split",
+                   accuracy="of the final iterate w_T"))
+
+
+def figure_test_accuracy(ev, verdict, path):
+    methods = list(ev["methods"])
+    fig, (ax, ax2, ax3) = new_figure("sngm.test_accuracy", 3, width=4.3,
+                                     title="digits MLP at a large batch")
+    etas, val = np.asarray(ev["etas"], float), np.asarray(ev["val"], float)
+    acc, best = np.asarray(ev["test_at_best"], float), np.asarray(ev["best_index"], int)
+    for i, m in enumerate(methods):
+        mean, lo, hi = np.array([stats.mean_ci(v) for v in val[i]]).T
+        ax.plot(etas[i], mean, "o-", color=f"C{i}", ms=3, label=m.upper())
+        ax.fill_between(etas[i], np.clip(lo, 0, 1), np.clip(hi, 0, 1), color=f"C{i}", alpha=0.2)
+        ax.plot(etas[i, best[i]], mean[best[i]], "*", color=f"C{i}", ms=12, mec="k")
+    ax.set_xscale("log"); ax.set_ylim(0.8, 1.0)
+    ax.set_xlabel("η (own grid per method; ★ tuned)")
+    ax.set_ylabel("validation accuracy (tuning seeds, 95% CI)")
+    ax.set_title("tuning curves (below 0.8: off the axis)", fontsize=8)
+    ax.legend(loc="upper left", ncol=3, fontsize=7)
+    for i, m in enumerate(methods):
+        mean, lo, hi = stats.mean_ci(acc[i])
+        ax2.errorbar([i], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", color=f"C{i}", capsize=5)
+        ax2.plot(np.full(acc.shape[1], i) + np.linspace(-0.15, 0.15, acc.shape[1]), acc[i], ".",
+                 color="gray", ms=4)
+    ax2.set_xticks(range(len(methods)), [m.upper() for m in methods]); ax2.set_xlim(-0.5, len(methods) - 0.5)
+    ax2.set_ylabel("test accuracy at tuned η (95% CI; dots: seeds)")
+    for j, m in enumerate(methods[1:]):
+        d = verdict.measured[f"diff_vs_{m}"]
+        diff = 100 * (acc[0] - acc[j + 1])
+        ax3.errorbar([j], [100 * d["mean"]], yerr=[[100 * (d["mean"] - d["low"])], [100 * (d["high"] - d["mean"])]],
+                     fmt="o", color="k", capsize=5)
+        ax3.plot(np.full(diff.size, j) + np.linspace(-0.15, 0.15, diff.size), diff, ".", color="gray", ms=4)
+    ax3.axhline(0, color="k", lw=1)
+    ax3.axhline(-100 * verdict.predicted["margin"], color="C3", ls=":", label="−margin")
+    ax3.set_xticks(range(len(methods) - 1), [f"SNGM − {m.upper()}" for m in methods[1:]])
+    ax3.set_xlim(-0.5, len(methods) - 1.5)
+    ax3.set_ylabel("SNGM − baseline, test accuracy (pp)")
+    ax3.set_xlabel("paired over seeds; Bonferroni CI")
+    ax3.legend(); ax3.set_title(verdict.status, fontsize=9)
+    save(fig, path)
+
+
 # ===================================================================== registration
 _LS = dict(testbed="lsmooth", x0=3.0, d=10, sigma=1.0, beta=0.9, eps=0.2,
            sngm_eta_range=(1e-3, 1.0), msgd_eta_range=(1e-5, 1.0))
@@ -404,3 +571,15 @@ register(Claim(
     configs={"quick": dict(_LS, budgets=[2 ** 12], n_eta=8, n_seeds=4),
              "full": dict(_LS, budgets=[2 ** 14], n_eta=16, n_seeds=8)},
     run=run_no_lower, verdict=verdict_no_lower, figure=figure_no_lower))
+
+_ACC = dict(batch_size=256, width=64, split_seed=0, beta=0.9, margin=0.01, confidence=0.95,
+            eta_ranges={"sngm": (1e-3, 1.0), "msgd": (3e-3, 3.0), "lars": (1e-1, 1e2)})
+register(Claim(
+    id="sngm.test_accuracy", paper=PAPER, kind=HYPOTHESIS,
+    statement=("On the digits two-layer network (finite sum, true minibatch sampling) at B = 256 "
+               "(about n/4) and the same number of gradient computations, with η tuned per method "
+               "on the validation split, SNGM's test accuracy >= MSGD's; optax's LARS as a second "
+               "baseline (paper)."),
+    configs={"quick": dict(_ACC, n_steps=60, n_eta=6, n_tune_seeds=3, n_eval_seeds=5),
+             "full": dict(_ACC, n_steps=300, n_eta=12, n_tune_seeds=4, n_eval_seeds=8)},
+    run=run_test_accuracy, verdict=verdict_test_accuracy, figure=figure_test_accuracy))
