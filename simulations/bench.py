@@ -15,6 +15,10 @@ one run on this machine; nothing here is a timed assertion.
   so 4096 steps per trajectory) as one :func:`simulations.sweep.sweep` call: wall time of
   the first call (compilation included) and of a second call on a new η grid, with the
   number of engine compilations of each (``engine.trace_count()``).
+* label-noise SGD: the ``labelnoise.sparse_recovery`` workload (64 seeds × 3·10⁵ steps,
+  d = 100, n = 40) by the engine against a per-seed, per-step NumPy loop (the papers'
+  reference-code style) and NumPy vectorized over seeds, each timed on a slice of the
+  steps and scaled linearly.
 """
 from __future__ import annotations
 
@@ -87,6 +91,63 @@ def sngm_sweep() -> dict:
     return out
 
 
+# ------------------------------------------------------------------ label-noise SGD
+def _sparse_loop_one_seed(X, y, eta, sigma, n_steps, rng):
+    """Label-noise GD on u⊙u − v⊙v for one seed, one NumPy step at a time."""
+    n, d = X.shape
+    u, v = np.ones(d), np.ones(d)
+    for _ in range(n_steps):
+        r = X @ (u * u - v * v) - y - sigma * rng.choice((-1.0, 1.0), size=n)
+        g = X.T @ r / n
+        u, v = u - eta * 2 * u * g, v + eta * 2 * v * g
+    return u, v
+
+
+def _sparse_numpy_vectorized(X, y, eta, sigma, n_seeds, n_steps, rng):
+    """The same, all seeds as (R, d) arrays and a Python loop over steps."""
+    n, d = X.shape
+    U, V = np.ones((n_seeds, d)), np.ones((n_seeds, d))
+    for _ in range(n_steps):
+        R = (U * U - V * V) @ X.T - y - sigma * (2.0 * rng.integers(0, 2, (n_seeds, n)) - 1.0)
+        G = R @ X / n
+        U, V = U - eta * 2 * U * G, V + eta * 2 * V * G
+    return U, V
+
+
+def label_noise_sparse(*, n_seeds: int = 64, n_steps: int = 300_000, timed_steps: int = 30_000,
+                       loop_steps: int = 5_000, numpy_steps: int = 5_000) -> dict:
+    """The ``labelnoise.sparse_recovery`` workload (d = 100, n = 40, full batch, η = 0.01,
+    σ = √40) run by the engine (64 seeds, one program, compiled once) against a per-seed
+    per-step NumPy loop and NumPy vectorized over seeds; each is timed on a slice of the
+    steps and scaled linearly to n_seeds × n_steps trajectory-steps."""
+    from simulations.claims import label_noise as ln
+    from simulations.optimizers import make_momentum_sgd
+    from simulations.testbeds.label_noise import label_noise_hyperparams
+
+    cfg = dict(ln.FULL_SPARSE)
+    tb = ln._sparse_testbed(cfg, jax.random.key(0))
+    X, y = np.asarray(tb.features, np.float64), np.asarray(tb.targets, np.float64)
+    hp = label_noise_hyperparams(cfg["eta"], cfg["sigma"])
+    kw = dict(n_seeds=n_seeds, n_steps=timed_steps, record_every=timed_steps // 100,
+              metrics={"loss": ln._loss}, window_metrics={"w": ln._w})
+    t = time.perf_counter()
+    engine.simulate(tb, make_momentum_sgd, hp, key=jax.random.key(1), **kw)
+    first = time.perf_counter() - t
+    engine_s = _timed(lambda: engine.simulate(tb, make_momentum_sgd, hp, key=jax.random.key(2), **kw))
+    rng = np.random.default_rng(0)
+    loop_s = _timed(lambda: _sparse_loop_one_seed(X, y, cfg["eta"], cfg["sigma"], loop_steps, rng))
+    vec_s = _timed(lambda: _sparse_numpy_vectorized(X, y, cfg["eta"], cfg["sigma"], n_seeds, numpy_steps, rng))
+    total = n_seeds * n_steps
+    out = dict(trajectory_steps=total,
+               engine_seconds=engine_s * n_steps / timed_steps,
+               engine_compile_seconds=first - engine_s,
+               per_seed_loop_seconds=loop_s * total / loop_steps,
+               numpy_vectorized_seconds=vec_s * n_steps / numpy_steps)
+    out["loop_over_engine"] = out["per_seed_loop_seconds"] / out["engine_seconds"]
+    out["numpy_over_engine"] = out["numpy_vectorized_seconds"] / out["engine_seconds"]
+    return out
+
+
 def main(*, n_seeds: int = 1024, n_steps: int = 1000, d: int = 64, loop_seeds: int = 8) -> dict:
     tb = make_noisy_quadratic(d=d, x0_norm=1.0, key=jax.random.key(0))
     A = np.asarray(tb.hessian)
@@ -123,10 +184,18 @@ def main(*, n_seeds: int = 1024, n_steps: int = 1000, d: int = 64, loop_seeds: i
           f"trajectories x {sweep['steps']} steps): {sweep['first_seconds']:.2f} s first call "
           f"({sweep['first_compilations']} compilation), {sweep['new_eta_grid_seconds']:.2f} s on a "
           f"new eta grid ({sweep['new_eta_grid_compilations']} compilations)")
+    ln = label_noise_sparse()
+    print(f"label-noise SGD, sparse u*u - v*v (d = 100, n = 40, full batch; 64 seeds x 3e5 steps = "
+          f"{ln['trajectory_steps']:.2e} trajectory-steps): engine {ln['engine_seconds']:.1f} s "
+          f"(+{ln['engine_compile_seconds']:.1f} s compilation), per-seed loop "
+          f"{ln['per_seed_loop_seconds']:.0f} s ({ln['loop_over_engine']:.0f}x), NumPy vectorized "
+          f"{ln['numpy_vectorized_seconds']:.1f} s ({ln['numpy_over_engine']:.1f}x); each timed on a slice of "
+          "the steps and scaled")
     return dict(engine_seconds=t_engine, loop_seconds=t_loop, numpy_seconds=t_vec,
                 first_call_seconds=t_first, rng_rate=normals_per_s,
                 speedup_vs_loop=t_loop / t_engine, speedup_vs_numpy=t_vec / t_engine,
                 sngm_sweep_seconds=sweep["first_seconds"],
                 sngm_sweep_compilations=sweep["first_compilations"],
                 sngm_sweep_new_grid_seconds=sweep["new_eta_grid_seconds"],
-                sngm_sweep_new_grid_compilations=sweep["new_eta_grid_compilations"])
+                sngm_sweep_new_grid_compilations=sweep["new_eta_grid_compilations"],
+                label_noise=ln)

@@ -117,7 +117,13 @@ class LabelNoiseRegression:
         """(1/B) Σ_{i∈batch} (f_i − y_i − σε_i)∇f_i + τξ with σ = hparams["sigma"],
         τ = hparams["param_noise"] (only with ``langevin``)."""
         del step
-        k_batch, k_label, k_param = jax.random.split(key, 3)
+        # one random-bits call per step when nothing else is drawn (full batch, no SGLD):
+        # on CPU each threefry call has a fixed cost that dominates this small step
+        if self.batch_size < self.n or self.langevin:
+            k_batch, k_label, k_param = jax.random.split(key, 3)
+        else:
+            k_batch = k_param = None
+            k_label = key
         X, y = self.features, self.targets
         if self.batch_size < self.n:
             idx = jax.random.randint(k_batch, (self.batch_size,), 0, self.n)
