@@ -28,7 +28,8 @@ STATUSES = {THEOREM: ("holds", "violated"), HYPOTHESIS: ("confirmed", "refuted",
 
 #: claim modules imported by :func:`all_claims`; a new paper adds its module here.
 CLAIM_MODULES = ("simulations.claims.covnoise", "simulations.claims.sngm",
-                 "simulations.claims.self_distillation")
+                 "simulations.claims.self_distillation", "simulations.claims.large_lr",
+                 "simulations.claims.label_noise")
 
 Evidence = dict
 
