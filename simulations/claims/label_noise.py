@@ -80,10 +80,6 @@ def _sizes(cfg):
     return dict(cfg, dtype="float32 (sparse, network), float64 (toy, theory)")
 
 
-def _hp(eta, sigma, *, param_noise=None):
-    return tbs.label_noise_hyperparams(eta, sigma, param_noise=param_noise)
-
-
 def _key_bits(key):
     return tuple(np.asarray(jax.random.key_data(key)).ravel().tolist())
 
@@ -131,10 +127,12 @@ def _sparse_runs(cfg, key):
     tau = _sgld_tau(tb, cfg["sigma"])
     # label noise (σ) and GD (σ = 0): two configurations of one program; SGLD: its own
     # program (the Gaussian parameter noise is a static switch of the oracle)
-    both = engine.simulate(tb, make_momentum_sgd, _hp([cfg["eta"]] * 2, [cfg["sigma"], 0.0]),
-                           key=subkey(key, "ln"), n_seeds=cfg["n_seeds"], **kw)
-    sgld = engine.simulate(tb.with_langevin(), make_momentum_sgd, _hp(cfg["eta"], 0.0, param_noise=tau),
-                           key=subkey(key, "sgld"), n_seeds=cfg["sgld_seeds"], **kw)
+    hp_both = tbs.label_noise_hyperparams([cfg["eta"]] * 2, [cfg["sigma"], 0.0])
+    hp_sgld = tbs.label_noise_hyperparams(cfg["eta"], 0.0, param_noise=tau)
+    both = engine.simulate(tb, make_momentum_sgd, hp_both, key=subkey(key, "ln"),
+                           n_seeds=cfg["n_seeds"], **kw)
+    sgld = engine.simulate(tb.with_langevin(), make_momentum_sgd, hp_sgld, key=subkey(key, "sgld"),
+                           n_seeds=cfg["sgld_seeds"], **kw)
     arms = {"label noise": (both, 0), "GD": (both, 1), "SGLD": (sgld, 0)}
     out = dict(lam=lam, w_lasso=w_lasso, w_star=w_star, tau=tau, steps=both.record_steps,
                window_steps=np.arange(T // r) * r + r / 2, arms=list(arms),
@@ -244,7 +242,8 @@ def run_lambda_only(cfg, *, key):
         etas = [cfg["configs"][i][0] for i in idx]
         sigmas = [np.sqrt(lam * B / e) for e in etas]  # λ = ησ²/B
         tb = _sparse_testbed(cfg, key, batch_size=B)
-        res = engine.simulate(tb, make_momentum_sgd, _hp(etas, sigmas), key=subkey(key, f"B{B}"),
+        hp = tbs.label_noise_hyperparams(etas, sigmas)
+        res = engine.simulate(tb, make_momentum_sgd, hp, key=subkey(key, f"B{B}"),
                               n_seeds=cfg["n_seeds"], n_steps=T, record_every=r,
                               metrics={"loss": _loss}, window_metrics={"w": _w})
         for c, i in enumerate(idx):
@@ -350,7 +349,8 @@ def _toy_runs(cfg, key):
     T = r * cfg["n_records"]
     el_grid, eta_grid = np.repeat(levels, len(etas)), np.tile(etas, len(levels))
     sigmas = np.sqrt(tb.n * el_grid) / eta_grid          # ηλ = η²σ²/B is fixed per strength
-    res = engine.simulate(tb, make_momentum_sgd, _hp(eta_grid, sigmas), key=subkey(key, "toy"),
+    hp = tbs.label_noise_hyperparams(eta_grid, sigmas)
+    res = engine.simulate(tb, make_momentum_sgd, hp, key=subkey(key, "toy"),
                           n_seeds=cfg["n_seeds"], n_steps=T, record_every=r,
                           metrics={"theta": _theta}, window_metrics={"q": _q}, dtype=jnp.float64)
     qm, qse, qn = res.stats(res.window_average("q", cfg["tail_start"]))
@@ -512,7 +512,8 @@ def _mlp_runs(cfg, key):
         tb = tbs.make_two_layer(key=subkey(key, "mlp-data"), n=cfg["mlp_n"], d=cfg["mlp_d"],
                                 width=cfg["mlp_width"])
         T = cfg["mlp_steps"]
-        res = engine.simulate(tb, make_momentum_sgd, _hp([cfg["mlp_eta"]] * 2, [cfg["mlp_sigma"], 0.0]),
+        hp = tbs.label_noise_hyperparams([cfg["mlp_eta"]] * 2, [cfg["mlp_sigma"], 0.0])
+        res = engine.simulate(tb, make_momentum_sgd, hp,
                               key=subkey(key, "mlp"), n_seeds=cfg["mlp_seeds"], n_steps=T,
                               record_every=T // cfg["n_records"],
                               metrics={"loss": _loss, "trace": _hutchinson_trace, "lambda_max": _lambda_max})
@@ -630,6 +631,9 @@ _MLP = dict(mlp_n=64, mlp_d=4, mlp_width=32, mlp_eta=0.5, mlp_sigma=2.0, fit_fra
 _LAMBDA = dict(d=100, n=40, k=5, tail_start=0.75, n_records=100, material_fraction=0.01, reach=0.1,
                time_spread=1.5)
 _TOY = dict(q0=2.0, etas=[0.4, 1.0, 1.2], tail_start=0.5, n_records=100, constant=1.0)
+# one set of toy runs serves beyond_linear_scaling and tracks_regularized_flow
+_TOY_CONFIGS = {"quick": dict(_TOY, eta_lambdas=[4e-3, 1e-3], time_units=24.0, n_seeds=16),
+                "full": dict(_TOY, eta_lambdas=[1e-3, 2.5e-4], time_units=30.0, n_seeds=64)}
 
 register(Claim(
     id="labelnoise.sparse_recovery", paper=PAPER, kind=HYPOTHESIS,
@@ -653,16 +657,14 @@ register(Claim(
     id="labelnoise.beyond_linear_scaling", paper=PAPER, kind=HYPOTHESIS,
     statement=("On the three-parameter toy the tail-averaged q = a² matches q*(η) from R_η (1.0575, 1.1939, "
                "1.2715 at η = 0.4, 1.0, 1.2) and differs significantly from the trace prediction 1 for η >= 1."),
-    configs={"quick": dict(_TOY, eta_lambdas=[4e-3, 1e-3], time_units=24.0, n_seeds=16),
-             "full": dict(_TOY, eta_lambdas=[1e-3, 2.5e-4], time_units=30.0, n_seeds=64)},
+    configs=_TOY_CONFIGS,
     run=run_beyond_linear, verdict=verdict_beyond_linear, figure=figure_beyond_linear))
 
 register(Claim(
     id="labelnoise.tracks_regularized_flow", paper=PAPER, kind=HYPOTHESIS,
     statement=("The seed-averaged label-noise trajectory stays within O(√λ) of GD on L + λR_η from the same "
                "start, while GD on L and GD on L + λ tr∇²L/4 drift apart (the latter increasingly with η)."),
-    configs={"quick": dict(_TOY, eta_lambdas=[4e-3, 1e-3], time_units=24.0, n_seeds=16),
-             "full": dict(_TOY, eta_lambdas=[1e-3, 2.5e-4], time_units=30.0, n_seeds=64)},
+    configs=_TOY_CONFIGS,
     run=run_tracks_flow, verdict=verdict_tracks_flow, figure=figure_tracks_flow))
 
 register(Claim(

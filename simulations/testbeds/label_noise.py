@@ -76,10 +76,9 @@ class LabelNoiseRegression:
 
     def __post_init__(self):
         shape = np.shape(self.features)
-        if len(shape) == 2 and isinstance(self.batch_size, (int, np.integer)):
-            n = shape[0]
-            if not (isinstance(self.batch_size, (int, np.integer)) and 1 <= self.batch_size <= n):
-                check.fail("batch_size", self.batch_size, f"an integer with 1 <= B <= n = {n}")
+        # leaves may be placeholders inside JAX transforms; check only real data
+        if len(shape) == 2 and not 1 <= self.batch_size <= shape[0]:
+            check.fail("batch_size", self.batch_size, f"an integer with 1 <= B <= n = {shape[0]}")
         if self.model not in MODELS:
             check.fail("model", self.model, f"one of {MODELS}")
         if self.noise not in NOISES:
