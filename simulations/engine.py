@@ -10,9 +10,16 @@
   never recompiles (:func:`trace_count` lets a test check it). Shapes (batch size,
   n_steps, number of configs, seeds per chunk) compile once per value.
 * Randomness: trajectory (c, s) uses ``fold_in(fold_in(key, c), s)``, so adding a
-  configuration or a seed never changes another's numbers, and the results do not depend
-  on the chunking of seeds or on the number of devices. With ``common_random_numbers``
-  seed s gets ``fold_in(fold_in(key, 0), s)`` in every configuration (paired designs).
+  configuration or a seed never changes another's random numbers. With
+  ``common_random_numbers`` seed s gets ``fold_in(fold_in(key, 0), s)`` in every
+  configuration (paired designs).
+* Reproducibility, the guarantee that holds on every CPU: the same call (key, sizes,
+  ``seed_chunk``, device count) gives bitwise-identical results. A different chunking
+  or device count draws the same random numbers but runs another compiled shape, and
+  XLA may then pick another kernel for a batched product (seen on some x86-64 CPUs, not
+  on others), so results agree to float round-off, not bitwise: for a contraction such
+  as SGD on a quadratic with |1 − αλ| ≤ 1, at most n_steps·(d + 1)·u relative to the
+  largest |x| (u the unit round-off of the dtype), which the tests check.
 * Divergence is a result: the first step at which a parameter becomes non-finite is
   recorded per trajectory (``diverged_at``; −1 if never). :meth:`SimulationResult.stats`
   excludes diverged trajectories and reports how many it excluded.
@@ -206,9 +213,10 @@ def _trajectory(testbed, hparams, key, *, make_optimizer, metrics, window_metric
 
 _STATIC = ("make_optimizer", "metrics", "window_metrics", "n_windows", "record_every",
            "return_final")
-#: On CPU, XLA's YNNPACK dot fusion picks size-dependent kernels, so a trajectory's last
-#: bits depended on how many seeds shared the call; XLA's default dots do not (tested:
-#: bitwise-identical results for any chunking and device count).
+#: On CPU, XLA's YNNPACK dot fusion picks size-dependent kernels even on a single CPU
+#: type, so a trajectory's last bits depended on how many seeds shared the call; with it
+#: off, XLA's default dots are chunking-independent on some CPUs but not all (see the
+#: module docstring for the guarantee that holds everywhere).
 _CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _PROGRAMS: dict[str, Callable] = {}
 
@@ -276,7 +284,8 @@ def simulate(testbed, make_optimizer, hyperparams: Mapping[str, Any], *, key, n_
         ``make_optimizer``: a module-level function compiles once, a fresh lambda each call).
       window_metrics: name -> ``f(testbed, params)`` averaged over every step of a window.
       seed_chunk: seeds per compiled call (default: all; rounded up to a multiple of the
-        device count). Results do not depend on it; memory and progress do.
+        device count). Memory and progress depend on it; results only at round-off level
+        (see the module docstring).
       dtype: float32 (default) or float64 (enabled for this call only).
       return_final: also return the final parameters of every trajectory.
       devices: devices to shard the seed axis over (default ``jax.devices()``).

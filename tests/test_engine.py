@@ -66,15 +66,27 @@ def test_new_hyperparameter_values_do_not_recompile(key):
     assert engine.trace_count() == before
 
 
-def test_results_do_not_depend_on_chunking(key):
-    tb, A, C, D = _setup()
-    kw = dict(key=key, n_seeds=37, n_steps=30, record_every=10, metrics={"loss": _loss},
+def _roundoff_bound(res, d):
+    """The engine's stated cross-shape guarantee for a contraction (|1 − αλ| ≤ 1 here):
+    |Δx| ≤ n_steps·(d + 1)·u·max|x| — each step's length-d dot product adds at most
+    d·u relative error (plus one rounding of the update) and the contraction does not
+    amplify earlier errors. A float round-off bound, not a fitted tolerance."""
+    u = np.finfo(np.float32).eps
+    return res.metadata["n_steps"] * (d + 1) * u * np.max(np.abs(res.final_params))
+
+
+@pytest.mark.parametrize("d", [3, 6, 16])
+def test_chunking_changes_results_at_most_by_round_off(key, d):
+    tb, A, C, D = _setup(d=d)
+    kw = dict(key=key, n_seeds=24, n_steps=40, record_every=10, metrics={"loss": _loss},
               return_final=True)
     ref = engine.simulate(tb, optimizers.make_noisy_sgd, _hp(D, [0.5, 1.0]), **kw)
-    for chunk in (1, 5, 16):
+    for chunk in (1, 5, 8, 16):
         other = engine.simulate(tb, optimizers.make_noisy_sgd, _hp(D, [0.5, 1.0]), seed_chunk=chunk, **kw)
-        assert np.array_equal(ref.final_params, other.final_params)  # bitwise
-        assert np.array_equal(ref.records["loss"], other.records["loss"])
+        assert np.max(np.abs(ref.final_params - other.final_params)) <= _roundoff_bound(ref, d)
+        # the same call again (same compiled shape, same inputs): bitwise
+        again = engine.simulate(tb, optimizers.make_noisy_sgd, _hp(D, [0.5, 1.0]), seed_chunk=chunk, **kw)
+        assert np.array_equal(other.final_params, again.final_params)
 
 
 def test_adding_a_configuration_keeps_the_others(key):
@@ -82,7 +94,12 @@ def test_adding_a_configuration_keeps_the_others(key):
     kw = dict(key=key, n_seeds=6, n_steps=10, record_every=5, metrics={"loss": _loss}, return_final=True)
     two = engine.simulate(tb, optimizers.make_noisy_sgd, _hp(D, [0.5, 1.0]), **kw)
     three = engine.simulate(tb, optimizers.make_noisy_sgd, _hp(D, [0.5, 1.0, 1.5]), **kw)
-    assert np.array_equal(two.final_params, three.final_params[:2])
+    # same random numbers; another compiled shape, so equal up to the stated round-off
+    assert np.max(np.abs(two.final_params - three.final_params[:2])) <= _roundoff_bound(two, 8)
+    # and not merely close by accident: another key moves them far beyond round-off
+    other = engine.simulate(tb, optimizers.make_noisy_sgd, _hp(D, [0.5, 1.0]),
+                            **dict(kw, key=jax.random.key(99)))
+    assert np.max(np.abs(two.final_params - other.final_params)) > 1e3 * _roundoff_bound(two, 8)
 
 
 _DEVICE_SCRIPT = textwrap.dedent("""
@@ -101,7 +118,7 @@ _DEVICE_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_bitwise_identical_on_one_and_two_devices(tmp_path):
+def test_one_and_two_devices_agree_to_round_off(tmp_path):
     out = {}
     for n_dev in (1, 2):
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_dev}",
@@ -109,7 +126,9 @@ def test_bitwise_identical_on_one_and_two_devices(tmp_path):
         path = tmp_path / f"final{n_dev}.npy"
         subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, str(path)], check=True, env=env)
         out[n_dev] = np.load(path)
-    assert np.array_equal(out[1], out[2])
+    # d = 8, 25 steps, contraction: the engine's stated round-off guarantee (see _roundoff_bound)
+    bound = 25 * (8 + 1) * np.finfo(np.float32).eps * np.max(np.abs(out[1]))
+    assert np.max(np.abs(out[1] - out[2])) <= bound
 
 
 def test_divergent_trajectories_are_flagged_and_excluded(key):
@@ -130,7 +149,9 @@ def test_common_random_numbers_share_noise(key):
     res = engine.simulate(tb, optimizers.make_noisy_sgd, _hp(D, [1.0, 1.0]), key=key, n_seeds=4,
                           n_steps=5, metrics={"loss": _loss}, return_final=True,
                           common_random_numbers=True)
-    assert np.array_equal(res.final_params[0], res.final_params[1])
+    # the same noise in both configurations: equal up to round-off (rows of one batched
+    # product; the stated guarantee), while independent streams differ at O(1)
+    assert np.max(np.abs(res.final_params[0] - res.final_params[1])) <= _roundoff_bound(res, 8)
     indep = engine.simulate(tb, optimizers.make_noisy_sgd, _hp(D, [1.0, 1.0]), key=key, n_seeds=4,
                             n_steps=5, metrics={"loss": _loss}, return_final=True)
     assert not np.array_equal(indep.final_params[0], indep.final_params[1])

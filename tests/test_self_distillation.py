@@ -236,10 +236,16 @@ def test_non_psd_gram_is_rejected():
         sd.ridge_fit(G, np.ones(2), 0.1)
 
 
-def test_singular_gram_is_rejected_with_jitter_hint():
-    G = np.ones((3, 3)) / 3  # PSD, rank one
+@pytest.mark.parametrize("shift", [0.0, 3e-17, -3e-17])
+def test_singular_gram_is_rejected_with_jitter_hint(shift):
+    # rank one, plus a shift of its zero eigenvalues below the round-off level n·u·λ_max
+    # (6.7e-16 here): which sign LAPACK returns for them depends on the CPU's kernels, so
+    # every such matrix must get the same clear error, never numpy's LinAlgError
+    G = np.ones((3, 3)) / 3 + shift * np.eye(3)
     with pytest.raises(InvalidParameter, match="jitter"):
         sd.iterate_distillation(G, np.arange(3.0), 0.1)
+    with pytest.raises(InvalidParameter, match="jitter"):
+        sd.closed_form_distillation(G, np.arange(3.0), 0.1)
 
 
 def test_gaussian_kernel_needs_the_stated_jitter():

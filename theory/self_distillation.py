@@ -116,9 +116,11 @@ def gram_spectrum(G):
     """Validate G (symmetric PSD, then d_min > 0) and return (d ascending, V) with G = Vᵀ D V."""
     G = check.psd("G", G)
     d, W = np.linalg.eigh(G)
-    if d[0] <= 0:
+    floor = check.numerically_singular_threshold(d)
+    if d[0] <= floor:  # round-off aware: a rank-deficient G fails on every CPU
         check.fail("G", G, f"a positive definite Gram matrix (smallest eigenvalue {d[0]:.3g} "
-                           "<= 0; add jitter to the kernel diagonal)")
+                           f"is not above the round-off level K·u·d_max = {floor:.3g}; add jitter "
+                           "to the kernel diagonal)")
     return d, W.T
 
 

@@ -89,11 +89,23 @@ def psd(name: str, a, *, rtol: float = 1e-10) -> np.ndarray:
     return a
 
 
+def numerically_singular_threshold(eigenvalues) -> float:
+    """n·u·max|λ|: an eigenvalue of a symmetric n×n matrix at or below this is not resolved
+    from 0 by a backward-stable eigensolver (its error is O(n·u·‖A‖₂), u = float64 unit
+    round-off), so whether it comes out +1e-17 or −1e-17 depends on the LAPACK kernels."""
+    w = np.asarray(eigenvalues, np.float64)
+    return float(w.size * np.finfo(np.float64).eps * max(np.max(np.abs(w)), np.finfo(np.float64).tiny))
+
+
 def positive_definite(name: str, a) -> np.ndarray:
+    """Symmetric positive definite *to working precision*: min eigenvalue above
+    :func:`numerically_singular_threshold` (a rank-deficient matrix is rejected on every
+    CPU, not only where round-off happens to make its zero eigenvalue negative)."""
     a = symmetric(name, a)
     w = np.linalg.eigvalsh(a)
-    if w[0] <= 0:
-        fail(name, a, f"a positive definite matrix (smallest eigenvalue {w[0]:.3g} <= 0)")
+    if w[0] <= numerically_singular_threshold(w):
+        fail(name, a, f"a positive definite matrix (smallest eigenvalue {w[0]:.3g} is not above "
+                      f"the round-off level n·u·λ_max = {numerically_singular_threshold(w):.3g})")
     return a
 
 
