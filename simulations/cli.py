@@ -2,11 +2,15 @@
 
     python -m simulations list                      the claims, their kind and paper
     python -m simulations run ID [--quick]          one claim: figure, evidence, verdict
-    python -m simulations reproduce [--quick] [--only ID ...] [--out DIR] [--seed N] [--force]
+    python -m simulations reproduce [--quick] [--only ID ...] [--out DIR] [--seed N]
+                                    [--keys K] [--force]
     python -m simulations bench                     engine throughput vs NumPy baselines
 
-Errors (bad arguments, unknown claim ids, an unwritable output folder, invalid
-parameters) print one line on stderr and exit with status 2, without a traceback.
+``--keys K`` runs every claim at K independent keys derived from ``--seed`` and the
+report shows the verdict at each key and whether they agree (see
+:mod:`simulations.report`). Errors (bad arguments, unknown claim ids, an unwritable
+output folder, invalid parameters) print one line on stderr and exit with status 2,
+without a traceback.
 """
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
             q.add_argument("id", help="claim id (see `list`)")
         else:
             q.add_argument("--only", nargs="+", metavar="ID", help="only these claim ids")
+            q.add_argument("--keys", type=int, default=1, metavar="K",
+                           help="run every claim at K independent keys derived from --seed (default 1)")
         q.add_argument("--quick", action="store_true", help="quick fidelity (seconds per claim)")
         q.add_argument("--out", type=Path, default=None,
                        help="output folder (default figures/, or figures/quick with --quick)")
@@ -57,50 +63,71 @@ def _check_out(out: Path) -> Path:
     return out
 
 
-def run_claims(ids, *, fidelity: str, out: Path, seed: int, force: bool = False,
+def _check_keys(n_keys) -> int:
+    if not (isinstance(n_keys, int) and 1 <= n_keys <= 100):
+        raise InvalidParameter(f"--keys = {n_keys!r} is not allowed: need an integer 1 <= K <= 100")
+    return n_keys
+
+
+def _stored(out, claim, fidelity, label, fingerprint):
+    from simulations import report
+
+    config = claim.config(fidelity)
+    key = report.key_from_label(label)
+    return config, key, report.load_evidence(
+        out, claim, label, report.config_hash(claim, config, key, fingerprint), config)
+
+
+def run_claims(ids, *, fidelity: str, out: Path, seed: int, n_keys: int = 1, force: bool = False,
                write_report: bool = True):
-    """Run claims with resume; returns {id: Verdict}. Shared by `run` and `reproduce`."""
-    import jax
+    """Run claims at K keys with resume; returns {id: {key label: Verdict}}.
 
-    from simulations import engine, report
-    from simulations.registry import get_claims
+    Shared by ``run`` and ``reproduce``. Figures are drawn at the first key.
+    """
+    from simulations import engine, registry, report
 
-    claims = get_claims(ids)
+    n_keys = _check_keys(n_keys)
+    claims = registry.get_claims(ids)
     out = _check_out(out)
+    labels = report.key_labels(seed, n_keys)
     fingerprint = report.code_fingerprint()
-    verdicts = {}
+    verdicts: dict = {}
     t_all = time.perf_counter()
-    for i, claim in enumerate(claims, 1):
-        config = dict(claim.config(fidelity), seed=seed)
-        h = report.config_hash(claim, config, fingerprint)
-        evidence = None if force else report.load_evidence(out, claim.id, h)
-        t0 = time.perf_counter()
-        if evidence is None:
-            _log(f"[{i}/{len(claims)}] {claim.id}: running ({fidelity})")
-            with engine.reporting(lambda line: _log(f"      {line}")):
-                fresh = claim.run(config, key=jax.random.key(seed))
-            report.store_evidence(out, claim.id, h, config, fresh)
-            evidence = report.load_evidence(out, claim.id, h)  # verdicts read stored JSON
-            how = f"{time.perf_counter() - t0:.1f} s"
-        else:
-            how = "stored evidence, unchanged configuration"
-        verdict = claim.make_verdict(evidence, config)
-        claim.figure(evidence, verdict, out / f"{claim.id}.png")
-        verdicts[claim.id] = verdict
-        _log(f"[{i}/{len(claims)}] {claim.id}: {verdict.status.upper()} ({how})\n      {verdict.summary}")
-    if write_report:
-        # the report covers every claim with current evidence in `out`, not only those run
-        # now, so `reproduce --only ID` updates one claim without dropping the others
-        every = get_claims(None)
-        for claim in every:
-            if claim.id in verdicts:
-                continue
-            config = dict(claim.config(fidelity), seed=seed)
-            stored = report.load_evidence(out, claim.id, report.config_hash(claim, config, fingerprint))
-            if stored is not None:
-                verdicts[claim.id] = claim.make_verdict(stored, config)
-        path = report.write_report(out, every, verdicts, fidelity)
-        _log(f"report: {path} ({time.perf_counter() - t_all:.1f} s)")
+    with registry.run_store(out / ".evidence", fingerprint):
+        for label in labels:
+            for i, claim in enumerate(claims, 1):
+                config, key, evidence = _stored(out, claim, fidelity, label, fingerprint)
+                tag = f"[{i}/{len(claims)}]" + (f" key {label}" if n_keys > 1 else "")
+                t0 = time.perf_counter()
+                if force or evidence is None:
+                    _log(f"{tag} {claim.id}: running ({fidelity})")
+                    with engine.reporting(lambda line: _log(f"      {line}")):
+                        evidence = claim.collect(config, key=key)
+                    report.store_evidence(out, claim, label,
+                                          report.config_hash(claim, config, key, fingerprint),
+                                          config, evidence)
+                    how = f"{time.perf_counter() - t0:.1f} s"
+                else:
+                    how = "stored evidence, unchanged configuration"
+                verdict = claim.judge(evidence, config)
+                if label == labels[0]:
+                    claim.draw(evidence, verdict, config, out / f"{claim.id}.png")
+                verdicts.setdefault(claim.id, {})[label] = verdict
+                _log(f"{tag} {claim.id}: {verdict.status.upper()} ({how})\n      {verdict.summary}")
+            registry.clear_runs()
+        if write_report:
+            # the report covers every claim with current evidence in `out`, not only those
+            # run now, so `reproduce --only ID` updates one claim without dropping the others
+            every = registry.get_claims(None)
+            for claim in every:
+                for label in labels:
+                    if label in verdicts.get(claim.id, {}):
+                        continue
+                    config, _, stored = _stored(out, claim, fidelity, label, fingerprint)
+                    if stored is not None:
+                        verdicts.setdefault(claim.id, {})[label] = claim.judge(stored, config)
+            path = report.write_report(out, every, verdicts, fidelity, labels)
+            _log(f"report: {path} ({time.perf_counter() - t_all:.1f} s)")
     return verdicts
 
 
@@ -119,10 +146,11 @@ def main(argv=None) -> int:
         fidelity = "quick" if args.quick else "full"
         out = args.out or (Path("figures/quick") if args.quick else Path("figures"))
         ids = [args.id] if args.command == "run" else args.only
-        verdicts = run_claims(ids, fidelity=fidelity, out=out, seed=args.seed, force=args.force,
+        verdicts = run_claims(ids, fidelity=fidelity, out=out, seed=args.seed,
+                              n_keys=getattr(args, "keys", 1), force=args.force,
                               write_report=args.command == "reproduce")
         if args.command == "run":
-            print(json.dumps(verdicts[args.id].to_json(), indent=1))
+            print(json.dumps(verdicts[args.id][str(args.seed)].to_json(), indent=1))
         return 0
     except KeyError as e:
         _log(f"error: {e.args[0]}")

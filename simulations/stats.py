@@ -1,33 +1,78 @@
-"""Confidence intervals and comparison rules used by the verdicts.
+"""Confidence intervals, critical values, power and interval-versus-band comparisons.
 
-Every statistical verdict states its rule in words (``Verdict.rule``). The conventions:
+The one home for the statistics the verdicts use. Conventions:
 
-* A Monte-Carlo mean is compared with an exact value by
-  ``|mean - exact| <= z * SE`` with ``z = critical_z(family_alpha, n_comparisons)``:
-  a Bonferroni-corrected two-sided normal quantile, never below 4, so the chance that a
-  correct theory fails anywhere in the family at a fresh key is <= ``family_alpha``
-  (default 1e-4).
-* A difference is *significant* when its one-sided z-score exceeds the same kind of
-  critical value.
-* Proportions get Wilson score intervals; paired differences get Student-t intervals.
+* **Theorem checks** compare a Monte-Carlo mean with an exact value by
+  ``|mean − exact| <= c·SE`` with ``c = critical_t(family_alpha, m, dof)``: a
+  Bonferroni-corrected two-sided Student-t quantile (never below 4), so the chance that a
+  correct theory fails anywhere in a family of m comparisons at a fresh key is at most
+  ``family_alpha`` (default 1e-4) also for few seeds. :func:`critical_z` is its
+  large-sample (normal) limit, for thousands of seeds.
+* **Power.** A check that must *resolve* a predicted difference δ gets its sample size
+  beforehand from :func:`required_samples`: n ≥ ((c + z_β)·sd/δ)², so the check
+  resolves with probability ≥ 1 − β (default β = 1e-4).
+* **Hypothesis rules** decide from intervals: Student-t for means and paired differences
+  (:func:`mean_ci`), Wilson for proportions (:func:`wilson_interval`), percentile
+  bootstrap over seeds or data draws for anything else (:func:`bootstrap_ci`), including
+  grid-valued statistics such as a largest admissible batch size
+  (:func:`bootstrap_grid_interval`). :func:`exceeds` and :func:`within` turn an interval
+  and a band into True (supported) / False (contradicted) / None (straddles).
+* **Figures** draw 95% intervals (:data:`FIGURE_CONFIDENCE`) unless they draw the
+  verdict's own interval, and say which.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 from scipy import stats as sps
 
 #: default family-wise false-alarm probability for a verdict's comparisons.
 FAMILY_ALPHA = 1e-4
+#: default probability that a sized check fails to resolve its predicted difference.
+POWER_BETA = 1e-4
+#: the confidence of every band or error bar in a figure (unless the figure says otherwise).
+FIGURE_CONFIDENCE = 0.95
 
 
+# ------------------------------------------------------------------ critical values
 def critical_z(family_alpha: float = FAMILY_ALPHA, n_comparisons: int = 1, *,
                two_sided: bool = True, floor: float = 4.0) -> float:
-    """Bonferroni critical value max(floor, Φ⁻¹(1 − α/(s·m))), s = 2 if two-sided."""
+    """Bonferroni normal critical value max(floor, Φ⁻¹(1 − α/(s·m))), s = 2 if two-sided.
+    Valid for means of many samples (the t quantile tends to it); see :func:`critical_t`."""
     sides = 2 if two_sided else 1
     z = float(sps.norm.isf(family_alpha / (sides * max(int(n_comparisons), 1))))
     return max(floor, z)
 
 
+def critical_t(family_alpha: float = FAMILY_ALPHA, n_comparisons: int = 1, dof: float = np.inf,
+               *, two_sided: bool = True, floor: float = 4.0) -> float:
+    """Bonferroni Student-t critical value max(floor, t_dof⁻¹(1 − α/(s·m))).
+
+    A mean of n samples standardized by its estimated SE is t-distributed with n − 1
+    degrees of freedom (for normal samples); with 4 seeds and α = 1e-4 the quantile is
+    ~5x the normal one, so a normal quantile would overstate the confidence.
+    """
+    if not dof > 0:
+        raise ValueError(f"dof = {dof} is not allowed: need dof > 0 (at least 2 samples)")
+    sides = 2 if two_sided else 1
+    q = family_alpha / (sides * max(int(n_comparisons), 1))
+    c = float(sps.norm.isf(q) if np.isinf(dof) else sps.t.isf(q, dof))
+    return max(floor, c)
+
+
+def required_samples(difference: float, sd: float, *, critical: float,
+                     beta: float = POWER_BETA) -> int:
+    """Smallest n with P(mean/SE > critical) ≥ 1 − β when the true mean is ``difference``
+    and the per-sample standard deviation is ``sd`` (normal approximation):
+    n = ⌈((critical + z_β)·sd/|difference|)²⌉."""
+    if not difference:
+        raise ValueError("difference = 0 cannot be resolved by any sample size")
+    z_beta = float(sps.norm.isf(beta))
+    return int(np.ceil(((critical + z_beta) * sd / abs(difference)) ** 2))
+
+
+# ------------------------------------------------------------------------ estimates
 def mean_stderr(x, axis: int = -1, *, valid=None):
     """Mean and standard error of the mean over ``axis``, using only ``valid`` entries.
 
@@ -74,21 +119,29 @@ def ratio_ci(mean_a, se_a, mean_b, se_b, z: float):
     return r, r - z * np.abs(r) * rel, r + z * np.abs(r) * rel
 
 
-def mean_ci(x, confidence: float = 0.95):
-    """Student-t interval for the mean of 1-D samples: (mean, low, high)."""
+def mean_ci(x, confidence: float = FIGURE_CONFIDENCE, axis: int | None = None):
+    """Student-t interval for the mean: (mean, low, high).
+
+    ``axis`` None takes all samples of ``x``; otherwise the interval is over that axis
+    (arrays with it removed). Needs at least 2 samples.
+    """
     x = np.asarray(x, dtype=np.float64)
-    n = x.size
-    m = x.mean()
-    half = sps.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / np.sqrt(n)
+    if axis is None:
+        x, axis = x.ravel(), 0
+    n = x.shape[axis]
+    if n < 2:
+        raise ValueError(f"mean_ci needs at least 2 samples, got {n}")
+    m = x.mean(axis=axis)
+    half = sps.t.ppf(0.5 + confidence / 2, n - 1) * x.std(axis=axis, ddof=1) / np.sqrt(n)
     return m, m - half, m + half
 
 
-def paired_difference_ci(a, b, confidence: float = 0.95):
+def paired_difference_ci(a, b, confidence: float = FIGURE_CONFIDENCE):
     """Student-t interval for mean(a − b) over paired samples (same seeds)."""
     return mean_ci(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64), confidence)
 
 
-def wilson_interval(k: int, n: int, confidence: float = 0.95):
+def wilson_interval(k: int, n: int, confidence: float = FIGURE_CONFIDENCE):
     """Wilson score interval for a proportion k/n: (p_hat, low, high)."""
     if n <= 0:
         raise ValueError(f"n = {n} is not allowed: need n >= 1")
@@ -98,3 +151,75 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95):
     centre = (p + z ** 2 / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z ** 2 / (4 * n ** 2)) / denom
     return p, centre - half, centre + half
+
+
+# ------------------------------------------------------------------------ bootstrap
+def bootstrap_ci(samples, statistic: Callable[[np.ndarray], float], *, rng: np.random.Generator,
+                 n_boot: int = 2000, confidence: float = FIGURE_CONFIDENCE, axis: int = 0):
+    """Percentile bootstrap interval of ``statistic(samples)`` resampling along ``axis``
+    (the independent units: seeds, or data draws with their seeds kept together).
+
+    Returns (estimate, low, high). The generator comes from the claim's key
+    (:func:`simulations.keys.numpy_rng`), so the interval is reproducible.
+    """
+    x = np.asarray(samples)
+    n = x.shape[axis]
+    if n < 2:
+        raise ValueError(f"bootstrap_ci needs at least 2 units along axis {axis}, got {n}")
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boots = np.array([statistic(np.take(x, i, axis=axis)) for i in idx], dtype=np.float64)
+    lo, hi = np.quantile(boots, [(1 - confidence) / 2, (1 + confidence) / 2], method="inverted_cdf")
+    return float(statistic(x)), float(lo), float(hi)
+
+
+def bootstrap_grid_interval(samples, grid_index: Callable[[np.ndarray], int], *,
+                            rng: np.random.Generator, n_boot: int = 2000,
+                            confidence: float = FIGURE_CONFIDENCE, axis: int = -1):
+    """Bootstrap interval of a grid-valued statistic (e.g. the index of the largest batch
+    size that reaches ε): resample the units along ``axis``, recompute the index, and
+    take the percentile interval of the indices. Returns (index, low index, high index),
+    integers; an index of −1 means "no grid point qualifies"."""
+    est, lo, hi = bootstrap_ci(samples, lambda s: float(grid_index(s)), rng=rng, n_boot=n_boot,
+                               confidence=confidence, axis=axis % np.ndim(samples))
+    return int(est), int(lo), int(hi)
+
+
+# ---------------------------------------------------------- intervals against bands
+def exceeds(low, high, threshold) -> bool | None:
+    """Is the true value above ``threshold``? True if the interval lies above it, False if
+    it lies at or below it, None if it straddles (unresolved)."""
+    if low > threshold:
+        return True
+    if high <= threshold:
+        return False
+    return None
+
+
+def within(low, high, band_low, band_high) -> bool | None:
+    """Is the true value inside [band_low, band_high]? True if the interval lies inside
+    the band, False if it lies entirely outside, None if it overlaps an edge."""
+    if band_low <= low and high <= band_high:
+        return True
+    if high < band_low or low > band_high:
+        return False
+    return None
+
+
+def all_of(parts) -> bool | None:
+    """Tri-state AND: False if any part is False, True if all are True, else None."""
+    parts = list(parts)
+    if any(p is False for p in parts):
+        return False
+    if all(p is True for p in parts):
+        return True
+    return None
+
+
+def any_of(parts) -> bool | None:
+    """Tri-state OR: True if any part is True, False if all are False, else None."""
+    parts = list(parts)
+    if any(p is True for p in parts):
+        return True
+    if all(p is False for p in parts):
+        return False
+    return None

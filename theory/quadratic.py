@@ -215,3 +215,35 @@ def equal_spectrum_pair(A, spectrum) -> tuple[np.ndarray, np.ndarray]:
     aligned = Q @ np.diag(c) @ Q.T            # largest c with largest λ
     anti = Q @ np.diag(c[::-1]) @ Q.T         # largest c with smallest λ
     return 0.5 * (aligned + aligned.T), 0.5 * (anti + anti.T)
+
+
+# ------------------------------------------------------------- Monte-Carlo planning
+def tail_average_sd(A, factors, weights, alpha, n_tail: int) -> float:
+    """Standard deviation of one trajectory's tail average of Σ_i w_i f(x^{(i)}_k).
+
+    Processes x^{(i)}_{k+1} = (I − αA) x^{(i)}_k + α D_i ξ_k share the noise ξ_k ~ N(0, I)
+    (common random numbers; one process: independent seeds). In the stationary regime
+    z = (x^{(1)}, …) is Gaussian with covariance Γ = MΓMᵀ + α²DDᵀ, M = I ⊗ (I − αA),
+    D = [D_1; D_2; …]. With g_k = ½ z_kᵀ W z_k, W = diag(w_i A):
+
+        Cov(g_k, g_{k+ℓ}) = ½ tr(W M^ℓ Γ W Γ M^ℓᵀ),
+        Var((1/m) Σ_k g_k) ≈ (1/m) [2·½ tr(W S) − ½ tr(WΓWΓ)],  S = M S Mᵀ + ΓWΓ,
+
+    the long-run variance over m = ``n_tail`` iterates (exact up to O(τ/m) edge terms,
+    τ the relaxation time). Used to size Monte-Carlo runs before they are made, so a
+    check that must resolve a predicted difference does so with known power.
+    """
+    A, _ = check_problem(A, alpha=alpha)
+    D = np.concatenate([np.asarray(f, np.float64) for f in factors], axis=0)
+    p = len(factors)
+    w = np.asarray(weights, np.float64)
+    if w.shape != (p,):
+        check.fail("weights", w, f"{p} weights, one per factor")
+    n_tail = check.integer_at_least("n_tail", n_tail, 1)
+    M = np.kron(np.eye(p), np.eye(A.shape[0]) - alpha * A)
+    W = np.kron(np.diag(w), A)
+    Gamma = linalg.solve_discrete_lyapunov(M, alpha ** 2 * D @ D.T)
+    GWG = Gamma @ W @ Gamma
+    S = linalg.solve_discrete_lyapunov(M, GWG)
+    long_run = np.trace(W @ S) - 0.5 * np.trace(W @ GWG)
+    return float(np.sqrt(max(long_run, 0.0) / n_tail))
