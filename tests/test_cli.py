@@ -23,6 +23,7 @@ def test_list_shows_every_claim():
     (("run", "no.such.claim", "--quick"), "unknown claim id 'no.such.claim'"),
     (("reproduce", "--quick", "--only", "covnoise.frobenius", "bogus"), "unknown claim id 'bogus'"),
     (("run", "covnoise.frobenius", "--quick", "--out", "/proc/forbidden"), "is not a writable folder"),
+    (("reproduce", "--quick", "--keys", "0"), "--keys = 0 is not allowed: need an integer 1 <= K <= 100"),
 ])
 def test_errors_are_one_line_without_traceback(args, message):
     r = _cli(*args)
@@ -56,3 +57,20 @@ def test_run_one_claim_prints_its_verdict(tmp_path):
     r = _cli("run", "selfdistill.closed_form", "--quick", "--seed", "3", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["status"] == "holds"
+
+
+def test_reproduce_at_several_keys_reports_each_verdict_and_their_agreement(tmp_path):
+    out = tmp_path / "keys"
+    r = _cli("reproduce", "--quick", "--only", "covnoise.negative_control", "--keys", "2",
+             "--seed", "5", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads((out / "verdicts.json").read_text())
+    assert data["keys"] == ["5", "5.1"]
+    (v,) = data["verdicts"]
+    assert v["by_key"] == {"5": "holds", "5.1": "holds"} and v["agreement"] == "stable"
+    report = (out / "REPORT.md").read_text()
+    assert "keys 5, 5.1" in report and "holds / holds" in report and "| stable |" in report
+    # two independent keys: different evidence (a key is more than a label)
+    e0 = json.loads((out / ".evidence" / "5" / "covnoise.negative_control.json").read_text())
+    e1 = json.loads((out / ".evidence" / "5.1" / "covnoise.negative_control.json").read_text())
+    assert e0["evidence"]["mc_tail_mean"] != e1["evidence"]["mc_tail_mean"]

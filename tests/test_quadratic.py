@@ -89,6 +89,22 @@ def test_equal_spectrum_pair(rng):
     assert qt.trace_product(A, C1) > qt.trace_product(A, C2)
 
 
+def test_block_mask_layout():
+    """Consecutive blocks of the given sizes, written out by hand."""
+    m = qt.block_mask(5, [2, 3])
+    expected = np.array([[1, 1, 0, 0, 0],
+                         [1, 1, 0, 0, 0],
+                         [0, 0, 1, 1, 1],
+                         [0, 0, 1, 1, 1],
+                         [0, 0, 1, 1, 1]], bool)
+    assert np.array_equal(m, expected)
+    assert np.array_equal(qt.block_mask(3, [1, 1, 1]), np.eye(3, dtype=bool))
+    # the block projection keeps exactly the masked entries
+    M = np.arange(25.0).reshape(5, 5)
+    M = M + M.T
+    assert np.array_equal(qt.project(M, "block", [2, 3]), np.where(expected, M, 0.0))
+
+
 def test_batch_noise_scale():
     assert qt.batch_noise_scale(16, 512) == pytest.approx(1 / 16 - 1 / 512, rel=1e-15)
     n = 2000  # without replacement: s = (n−M_S)/(M_S(n−1)) − (n−M_L)/(M_L(n−1))

@@ -1,4 +1,5 @@
-"""Well-specified linear regression with real minibatch sampling (CLAIMS.md §1).
+"""Well-specified linear regression with real minibatch sampling (Wen et al. 2020; the
+testbed of ``covnoise.emulates_small_batch``).
 
     y_i = ⟨w*, x_i⟩ + σ ξ_i,   L(w) = (1/n) Σ_i ½ (⟨x_i, w⟩ − y_i)²,
     g_B(w) = (1/B) Σ_{i∈batch} x_i (⟨x_i, w⟩ − y_i).

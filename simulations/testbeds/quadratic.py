@@ -1,4 +1,5 @@
-"""The noisy quadratic of CLAIMS.md §1: f(x) = ½ xᵀ A x with a rotated spectrum.
+"""The noisy quadratic of the covnoise claims (Wen et al. 2020): f(x) = ½ xᵀ A x with a
+rotated spectrum.
 
 A = Q diag(λ) Qᵀ, λ log-spaced in [λ_min, λ_max], Q a Haar-random rotation, so that A is
 not diagonal in the coordinate basis and the diagonal and full noise structures differ.
