@@ -15,7 +15,7 @@ one run on this machine; nothing here is a timed assertion.
   so 4096 steps per trajectory) as one :func:`simulations.sweep.sweep` call: wall time of
   the first call (compilation included) and of a second call on a new η grid, with the
   number of engine compilations of each (``engine.trace_count()``).
-* label-noise SGD: the ``labelnoise.sparse_recovery`` workload (64 seeds × 3·10⁵ steps,
+* label-noise SGD: the ``labelnoise.sparse_recovery`` model (64 seeds × 3·10⁵ steps,
   d = 100, n = 40) by the engine against a per-seed, per-step NumPy loop (the papers'
   reference-code style) and NumPy vectorized over seeds, each timed on a slice of the
   steps and scaled linearly.
@@ -120,16 +120,17 @@ def label_noise_sparse(*, n_seeds: int = 64, n_steps: int = 300_000, timed_steps
     σ = √40) run by the engine (64 seeds, one program, compiled once) against a per-seed
     per-step NumPy loop and NumPy vectorized over seeds; each is timed on a slice of the
     steps and scaled linearly to n_seeds × n_steps trajectory-steps."""
-    from simulations.claims import label_noise as ln
+    from simulations.claims.label_noise import SPARSE, runs
     from simulations.optimizers import make_momentum_sgd
+    from simulations.testbeds import label_noise as tbs
     from simulations.testbeds.label_noise import label_noise_hyperparams
 
-    cfg = dict(ln.FULL_SPARSE)
-    tb = ln._sparse_testbed(cfg, jax.random.key(0))
+    cfg = dict(SPARSE["full"])
+    tb = runs.sparse_testbed(cfg, jax.random.key(0))
     X, y = np.asarray(tb.features, np.float64), np.asarray(tb.targets, np.float64)
     hp = label_noise_hyperparams(cfg["eta"], cfg["sigma"])
     kw = dict(n_seeds=n_seeds, n_steps=timed_steps, record_every=timed_steps // 100,
-              metrics={"loss": ln._loss}, window_metrics={"w": ln._w})
+              metrics={"loss": tbs.loss}, window_metrics={"w": tbs.sparse_w})
     t = time.perf_counter()
     engine.simulate(tb, make_momentum_sgd, hp, key=jax.random.key(1), **kw)
     first = time.perf_counter() - t

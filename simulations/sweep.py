@@ -5,9 +5,10 @@
 
 Design (one compiled program per testbed shape and run length):
 
-* The minibatch noise N(0, σ²/(dB) I) is added by the optimizer with its standard deviation
-  ``noise_std`` a *traced* hyperparameter, and the method (SNGM or MSGD) is a traced 0/1
-  flag ``normalize``: methods × batch sizes × learning rates are one config axis of one
+* The minibatch noise N(0, σ²/(dB) I) is added by the optimizer
+  (:func:`simulations.optimizers.make_noisy_sngm_or_msgd`) with its standard deviation
+  ``noise_std`` a *traced* hyperparameter, and the method (SNGM or MSGD) is a traced index
+  ``method``: methods × batch sizes × learning rates are one config axis of one
   :func:`simulations.engine.simulate` call, so new η values (or new B values, or a new
   start x₀) never recompile.
 * T = C/B differs per (C, B): every trajectory runs n_steps = max C / min B steps, and the
@@ -20,66 +21,22 @@ Design (one compiled program per testbed shape and run length):
   an upper bound on the exact first-hitting step, by less than r.
 * A trajectory that becomes non-finite within its first T iterates counts as failing
   (its metrics are +inf); divergence after T does not affect budget C.
+* The largest admissible batch B_max(ε, C) is a function of the per-seed tail metrics
+  (:func:`b_max_index`), so it can be recomputed on resampled seeds (bootstrap).
 """
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-from simulations import engine
+from simulations import engine, optimizers
+from simulations.testbeds.smooth import gradient_norm, gradient_norm_sq
 from theory import validation as check
 
 METHODS = ("sngm", "msgd")
-_TINY = float(np.finfo(np.float32).tiny)
-
-
-# ------------------------------------------------------------------------ optimizer
-class _NoiseState(NamedTuple):
-    key: jax.Array
-
-
-def _noisy_normalized(noise_std, normalize, *, key) -> optax.GradientTransformation:
-    """g ← ∇F + noise_std·ξ, ξ ~ N(0, I); then g ← g/‖g‖ where normalize = 1 (SNGM)."""
-
-    def init_fn(params):
-        del params
-        return _NoiseState(key=key)
-
-    def update_fn(updates, state, params=None):
-        del params
-        next_key, sub = jax.random.split(state.key)
-        g = updates + noise_std * jax.random.normal(sub, updates.shape, updates.dtype)
-        scale = jnp.where(normalize > 0.5, 1.0 / (jnp.linalg.norm(g) + _TINY), 1.0)
-        return g * scale, _NoiseState(key=next_key)
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def make_momentum_method(hparams, *, key) -> optax.GradientTransformation:
-    """Engine factory: SNGM (``normalize`` = 1) or MSGD (``normalize`` = 0) on the noisy
-    gradient; hparams ``learning_rate``, ``momentum``, ``noise_std``, ``normalize``.
-
-    u ← βu + g̃, w ← w − ηu, with g̃ = g/‖g‖ (SNGM) or g (MSGD), g = ∇F + noise_std·ξ.
-    """
-    return optax.chain(_noisy_normalized(hparams["noise_std"], hparams["normalize"], key=key),
-                       optax.sgd(hparams["learning_rate"], momentum=hparams["momentum"]))
-
-
-def grad_norm(testbed, params):
-    """‖∇F(w)‖ (exact gradient of the testbed)."""
-    return jnp.linalg.norm(testbed.gradient(params))
-
-
-def grad_norm_sq(testbed, params):
-    """‖∇F(w)‖²."""
-    g = testbed.gradient(params)
-    return jnp.sum(g * g)
 
 
 # ------------------------------------------------------------------------ validation
@@ -117,8 +74,52 @@ def check_budgets(budgets, batch_sizes) -> np.ndarray:
     return cs.astype(np.int64)
 
 
-def _power_of_two_divisor(n: int) -> int:
-    return n & -n
+# ------------------------------------------------------- grid statistics of the tails
+def median_tail(tail) -> np.ndarray:
+    """(..., B, η) median over the last (seed) axis of the tail metric (failed = +inf):
+    the middle order statistic, or the mean of the two middle ones (as ``np.median``, which
+    it equals bitwise on NaN-free input, several times faster on the small arrays that
+    bootstrap resampling evaluates thousands of times)."""
+    s = np.sort(tail, axis=-1)
+    n = s.shape[-1]
+    return 0.5 * (s[..., (n - 1) // 2] + s[..., n // 2])
+
+
+def best_eta_index(tail) -> np.ndarray:
+    """(..., B) index of the η with the smallest median tail metric."""
+    return np.argmin(median_tail(tail), axis=-1)
+
+
+def b_max_index(tail, eps) -> np.ndarray:
+    """(...) grid index of B_max(ε): the largest B (axis −3 of ``tail``, axes (..., B, η,
+    seed)) for which some η has median-over-seeds tail metric ≤ ε; −1 where no B qualifies.
+    At the top of the grid the value is censored (the true B_max may be larger)."""
+    ok = np.min(median_tail(tail), axis=-1) <= eps  # (..., B)
+    n = ok.shape[-1]
+    last = n - 1 - np.argmax(ok[..., ::-1], axis=-1)
+    return np.where(ok.any(axis=-1), last, -1)
+
+
+def first_hits(records, failed, budgets, batch_sizes, record_every, eps) -> np.ndarray:
+    """(budget, method, B, η, seed) first recorded step t ≤ T = C/B with ‖∇F(w_t)‖ ≤ ε
+    (record granularity r; +inf if not reached by T or failed) from (method, B, η, seed,
+    record) records."""
+    steps = np.arange(records.shape[-1]) * record_every
+    out = np.full((len(budgets),) + records.shape[:-1], np.inf)
+    below = np.nan_to_num(records, nan=np.inf) <= eps
+    for i, c in enumerate(budgets):
+        for j, b in enumerate(batch_sizes):
+            within = below[:, j, ..., : int(c // b) // record_every + 1]
+            first = steps[np.argmax(within, axis=-1)]
+            out[i, :, j] = np.where(within.any(axis=-1) & ~failed[i, :, j], first, np.inf)
+    return out
+
+
+def steps_to_eps(hits, tail) -> np.ndarray:
+    """(..., B) median over seeds of the first-hitting step at the best η (the η minimizing
+    the median tail metric); +inf if the median run never hits."""
+    med = np.median(hits, axis=-1)
+    return np.take_along_axis(med, best_eta_index(tail)[..., None], axis=-1)[..., 0]
 
 
 # ------------------------------------------------------------------------ results
@@ -157,11 +158,11 @@ class SweepResult:
 
     def median_tail(self) -> np.ndarray:
         """(budget, method, B, η) median over seeds of the tail metric (failed = +inf)."""
-        return np.median(self.tail, axis=-1)
+        return median_tail(self.tail)
 
     def best_eta_index(self) -> np.ndarray:
         """(budget, method, B) index of the η with the smallest median tail metric."""
-        return np.argmin(self.median_tail(), axis=-1)
+        return best_eta_index(self.tail)
 
     def best_tail(self) -> np.ndarray:
         """(budget, method, B) min over η of the median tail metric."""
@@ -170,38 +171,19 @@ class SweepResult:
     def b_max(self, eps) -> np.ndarray:
         """(budget, method) largest B of the grid for which some η has median tail ≤ ε;
         0 where no B qualifies. (At the top of the grid it is a lower bound: censored.)"""
-        eps = check_eps(eps)
-        ok = self.best_tail() <= eps
-        out = np.zeros(ok.shape[:2], dtype=np.int64)
-        for i in range(ok.shape[0]):
-            for m in range(ok.shape[1]):
-                idx = np.nonzero(ok[i, m])[0]
-                out[i, m] = self.batch_sizes[idx[-1]] if idx.size else 0
-        return out
+        idx = b_max_index(self.tail, check_eps(eps))
+        return np.where(idx >= 0, self.batch_sizes[np.maximum(idx, 0)], 0).astype(np.int64)
 
     def hit_steps(self, eps) -> np.ndarray:
         """(budget, method, B, η, seed) first recorded step t ≤ T with ‖∇F(w_t)‖ ≤ ε
         (record granularity r; +inf if not reached by T = C/B or failed)."""
-        eps = check_eps(eps)
-        rec = self.gnorm_records  # (M, B, E, S, R)
-        steps = np.arange(rec.shape[-1]) * self.record_every
-        out = np.full((len(self.budgets),) + rec.shape[:-1], np.inf)
-        below = np.nan_to_num(rec, nan=np.inf) <= eps
-        for i, c in enumerate(self.budgets):
-            for j, b in enumerate(self.batch_sizes):
-                T = int(c // b)
-                within = below[:, j, ..., : T // self.record_every + 1]
-                any_hit = within.any(axis=-1)
-                first = steps[np.argmax(within, axis=-1)]
-                out[i, :, j] = np.where(any_hit & ~self.failed[i, :, j], first, np.inf)
-        return out
+        return first_hits(self.gnorm_records, self.failed, self.budgets, self.batch_sizes,
+                          self.record_every, check_eps(eps))
 
     def steps_to_eps(self, eps) -> np.ndarray:
         """(budget, method, B) median over seeds of the first-hitting step at the best η
         (the η minimizing the median tail metric); +inf if the median run never hits."""
-        hits = np.median(self.hit_steps(eps), axis=-1)  # (C, M, B, E)
-        idx = self.best_eta_index()
-        return np.take_along_axis(hits, idx[..., None], axis=-1)[..., 0]
+        return steps_to_eps(self.hit_steps(eps), self.tail)
 
 
 # ------------------------------------------------------------------------ the sweep
@@ -252,19 +234,19 @@ def sweep(testbed, *, batch_sizes: Sequence[int], budgets: Sequence[int], etas, 
             check.fail("record_every", r, "a divisor of every T = C/B")
     d = testbed.dim
     M, NB, NE = len(methods), len(bs), etas.shape[1]
-    mi, bi, ei = (a.ravel() for a in np.indices((M, NB, NE)))
-    hp = dict(learning_rate=etas[mi, ei],
-              momentum=np.full(mi.size, beta),
-              noise_std=sigma / np.sqrt(d * bs[bi].astype(np.float64)),
-              normalize=np.array([1.0 if methods[m] == "sngm" else 0.0 for m in mi]))
+    grid, shape = engine.config_grid(method=np.arange(M), batch=np.arange(NB), eta=np.arange(NE))
+    mi, bi, ei = grid["method"], grid["batch"], grid["eta"]
+    index = np.array([optimizers.LARGE_BATCH_METHODS.index(m) for m in methods], np.int32)
+    hp = dict(method=index[mi], learning_rate=etas[mi, ei], momentum=np.full(mi.size, beta),
+              noise_std=sigma / np.sqrt(d * bs[bi].astype(np.float64)))
     before = engine.trace_count()
     start = time.perf_counter()
-    res = engine.simulate(testbed, make_momentum_method, hp, key=key, n_seeds=n_seeds,
-                          n_steps=n_steps, record_every=r, seed_chunk=seed_chunk,
-                          metrics={"gnorm_at": grad_norm},
-                          window_metrics={"gnorm": grad_norm, "gnorm_sq": grad_norm_sq})
+    res = engine.simulate(testbed, optimizers.make_noisy_sngm_or_msgd, hp, key=key,
+                          n_seeds=n_seeds, n_steps=n_steps, record_every=r, seed_chunk=seed_chunk,
+                          metrics={"gnorm_at": gradient_norm},
+                          window_metrics={"gnorm": gradient_norm, "gnorm_sq": gradient_norm_sq})
     wall = time.perf_counter() - start
-    shape = (M, NB, NE, n_seeds)
+    shape = shape + (n_seeds,)
     win = res.windows["gnorm"].reshape(shape + (-1,)).astype(np.float64)
     win_sq = res.windows["gnorm_sq"].reshape(shape + (-1,)).astype(np.float64)
     div = res.diverged_at.reshape(shape)

@@ -1,17 +1,16 @@
-"""CLAIMS.md §2, ``sngm.test_accuracy``: the digits finite-sum testbed samples true
-minibatches (with replacement), the three methods are exactly the optimizers they name,
-one engine program serves every (method, η) grid, and the verdict follows its stated rule."""
+"""``sngm.test_accuracy``: the digits finite-sum testbed samples true minibatches (with
+replacement), one engine program serves every (method, η) grid of one B, the data splits
+come from the key, and the verdict follows its stated rule with splits as its units."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import simulations.claims.sngm as claims
-from simulations import engine, optimizers, stats
-from simulations.registry import get_claims
-from simulations.report import jsonable
+from conftest import quick
+from simulations import engine, stats
+from simulations.claims.sngm import rules_digits, runs_digits
+from simulations.registry import Evidence, get_claims
 from simulations.testbeds import digits, digits_mlp as dm
 from theory.validation import InvalidParameter
 
@@ -33,8 +32,8 @@ def _f32(tree):
 def test_minibatch_gradient_is_unbiased_with_covariance_sigma_over_b(testbed):
     """E g = ∇F and E‖g − ∇F‖² = tr Σ / B exactly for sampling WITH replacement (without
     replacement it would be smaller by (n − B)/(n − 1) = 0.76 here). Σ from per-example
-    gradients at a fixed w. Rule: Monte-Carlo mean within z·SE of the exact value, z =
-    critical_z over the compared numbers (family-wise 1e-4), plus a float32 slack."""
+    gradients at a fixed w. Rule: Monte-Carlo mean within t·SE of the exact value, t =
+    critical_t over the compared numbers (family-wise 1e-4, 999 dof), plus a float32 slack."""
     tb = _f32(testbed)
     params = tb.init(key=jax.random.key(3))
     n, B, K = tb.n_train, tb.batch_size, 1000
@@ -46,14 +45,14 @@ def test_minibatch_gradient_is_unbiased_with_covariance_sigma_over_b(testbed):
     tr_sigma = float(jnp.sum((per_ex - full) ** 2) / n)
     g = jax.vmap(lambda k: flat(tb.gradient(params, key=k)))(jax.random.split(jax.random.key(4), K))
     g, full = np.asarray(g, np.float64), np.asarray(full, np.float64)
-    z = stats.critical_z(n_comparisons=g.shape[1] + 1)
+    t = stats.critical_t(n_comparisons=g.shape[1] + 1, dof=K - 1)
     mean, se, _ = stats.mean_stderr(g, axis=0)
-    assert np.all(np.abs(mean - full) <= z * se + 1e-6)
+    assert np.all(np.abs(mean - full) <= t * se + 1e-6)
     sq = np.sum((g - full) ** 2, axis=1)
     m, s, _ = stats.mean_stderr(sq)
-    assert abs(m - tr_sigma / B) <= z * s + 1e-4 * tr_sigma / B
+    assert abs(m - tr_sigma / B) <= t * s + 1e-4 * tr_sigma / B
     # and far from the without-replacement value (a check that the test can tell them apart)
-    assert abs(m - tr_sigma / B * (n - B) / (n - 1)) > z * s
+    assert abs(m - tr_sigma / B * (n - B) / (n - 1)) > t * s
 
 
 @HYP
@@ -75,32 +74,20 @@ def test_batch_of_n_is_allowed_and_init_has_he_scales():
         assert abs(float(jnp.var(p[name])) - s2) <= 5 * s2 * np.sqrt(2 / m)
 
 
-def test_select_is_exactly_each_optimizer(testbed):
-    """make_method with method index k runs the k-th optimizer exactly (same float ops)."""
-    tb = _f32(testbed)
-    refs = (optimizers.sngm(0.05, 0.9), optimizers.momentum_sgd(0.05, 0.9), optax.lars(0.05, momentum=0.9))
-    for k, ref in enumerate(refs):
-        hp = dict(method=jnp.int32(k), learning_rate=jnp.float32(0.05), momentum=jnp.float32(0.9))
-        opt = dm.make_method(hp, key=jax.random.key(0))
-        w1 = w2 = tb.init(key=jax.random.key(1))
-        s1, s2 = opt.init(w1), ref.init(w2)
-        for t in range(3):
-            g1 = tb.gradient(w1, key=jax.random.key(t))
-            g2 = tb.gradient(w2, key=jax.random.key(t))
-            u1, s1 = opt.update(g1, s1, w1)
-            u2, s2 = ref.update(g2, s2, w2)
-            w1, w2 = optax.apply_updates(w1, u1), optax.apply_updates(w2, u2)
-        for a, b in zip(jax.tree_util.tree_leaves(w1), jax.tree_util.tree_leaves(w2)):
-            np.testing.assert_array_equal(a, b)
+def test_split_seeds_come_from_the_key_and_change_the_data():
+    a = runs_digits.split_seeds(jax.random.key(0), 3)
+    assert a == runs_digits.split_seeds(jax.random.key(0), 3)
+    assert a != runs_digits.split_seeds(jax.random.key(1), 3) and len(set(a)) == 3
+    t0, t1 = (dm.make_digits_mlp(256, split_seed=s) for s in a[:2])
+    assert t0.n_train == t1.n_train and not np.array_equal(t0.y_test, t1.y_test)
 
 
 # -------------------------------------------------------------------- train_grid
 def test_train_grid_new_grid_does_not_recompile_pairs_seeds_and_flags_divergence(testbed):
     cfg = get_claims(["sngm.test_accuracy"])[0].config("quick")
-    n_seeds, shape = cfg["n_tune_seeds"] + cfg["n_eval_seeds"], (3, cfg["n_eta"])
+    n_seeds, shape = cfg["n_seeds"], (3, cfg["n_eta"])
     kw = dict(key=jax.random.key(5), beta=0.9, n_steps=cfg["n_steps"], n_seeds=n_seeds)
-    etas = claims._acc_etas(cfg)
-    dm.train_grid(testbed, etas, **kw)  # the claim's shapes: compiled at most once here
+    dm.train_grid(testbed, runs_digits.eta_grid(cfg), **kw)  # the claim's tuning shape
     before = engine.trace_count()
     grid = np.ones(shape) * np.array([[0.05], [0.5], [5.0]])
     grid[2, -1] = 1e6  # LARS at η = 10⁶: ‖w‖ grows ~10³-fold per step, overflows float32
@@ -133,31 +120,29 @@ def test_train_grid_bad_input(testbed, kwargs, name):
 
 
 # ------------------------------------------------------------------------ the claim
-def test_claim_quick_reproducible_with_figure(tmp_path):
-    claim = get_claims(["sngm.test_accuracy"])[0]
-    cfg = dict(claim.config("quick"), seed=0)
-    ev = jsonable(claim.run(cfg, key=jax.random.key(0)))
-    v = claim.make_verdict(ev, cfg)
-    assert v.status in ("confirmed", "refuted", "inconclusive")
-    assert ev["compilations"] <= 1
-    acc = np.asarray(ev["test_at_best"])
-    assert acc.shape == (3, cfg["n_eval_seeds"]) and np.all((acc >= 0) & (acc <= 1))
-    assert ev["gradient_computations"] == cfg["n_steps"] * cfg["batch_size"]  # same C for all
-    # the tuned η maximizes the mean validation accuracy over the tuning seeds
-    val = np.asarray(ev["val"])
-    assert np.all(val.mean(-1)[np.arange(3), ev["best_index"]] == val.mean(-1).max(-1))
-    claim.figure(ev, v, tmp_path / "a.png")
-    assert (tmp_path / "a.png").stat().st_size > 10_000
-    before = engine.trace_count()
-    ev2 = jsonable(claim.run(cfg, key=jax.random.key(0)))  # same key: same numbers, no compile
-    assert engine.trace_count() == before
-    assert ev2["test_at_best"] == ev["test_at_best"] and ev2["val"] == ev["val"]
-    assert claim.make_verdict(ev2, cfg) == v
+def test_claim_quick_measurement():
+    _, cfg, ev, v = quick("sngm.test_accuracy")
+    S, M, n = cfg["n_splits"], 3, cfg["n_seeds"]
+    assert ev.test.shape == (S, M, n) and np.all((ev.test >= 0) & (ev.test <= 1))
+    assert ev.val.shape == (S, M, cfg["n_eta"], n)
+    assert len(set(ev.split_seeds.tolist())) == S
+    assert ev.compilations <= 1  # every call is three methods × one η × n seeds: one program
+    assert ev.gradient_computations == cfg["n_steps"] * cfg["batch_size"]  # same C for all
+    # on each split, the tuned η maximizes the mean validation accuracy over its tuning seeds
+    mean_val = ev.val.mean(-1)  # (split, method, η)
+    best = ev.best_index.astype(int)
+    assert np.all(np.take_along_axis(mean_val, best[..., None], -1)[..., 0] == mean_val.max(-1))
+    np.testing.assert_array_equal(ev.tuned_eta, np.take_along_axis(ev.etas[None], best[..., None], -1)[..., 0])
+    # the verdict's interval is the Student-t interval over the per-split mean differences
+    per = (ev.test[:, 0] - ev.test[:, 1]).mean(-1)
+    _, lo, hi = stats.mean_ci(per, 1 - 0.05 / 2)
+    d = v.measured["diff_vs_msgd"]
+    assert (d["low"], d["high"]) == pytest.approx((lo, hi), rel=1e-12)
 
 
 @pytest.mark.parametrize("change, name", [
     (dict(batch_size=1080), "B"), (dict(batch_size=0), "B"), (dict(beta=1.0), "beta"),
-    (dict(n_eval_seeds=1), "n_eval_seeds"), (dict(margin=0.0), "margin"),
+    (dict(n_splits=1), "n_splits"), (dict(n_seeds=0), "n_seeds"), (dict(margin=0.0), "margin"),
     (dict(eta_ranges={"sngm": (0.0, 1.0), "msgd": (1e-3, 1.0), "lars": (0.1, 10.0)}), r"eta_ranges\['sngm'\]"),
 ])
 def test_claim_rejects_bad_config_before_compiling(change, name):
@@ -168,31 +153,48 @@ def test_claim_rejects_bad_config_before_compiling(change, name):
     assert engine.trace_count() == before
 
 
-def _evidence(diff_msgd, diff_lars, best=(3, 3, 3), n_eta=8):
-    base = np.linspace(0.95, 0.97, len(diff_msgd))
-    acc = np.stack([base, base - np.asarray(diff_msgd), base - np.asarray(diff_lars)])
-    return dict(methods=list(dm.METHODS), test_at_best=acc, best_index=list(best),
-                etas=np.tile(np.geomspace(1e-3, 1, n_eta), (3, 1)), n_train=1079,
-                n_diverged=np.zeros((3, n_eta), int))
+def _evidence(diff_msgd, diff_lars, best=(3, 3, 3), n_eta=8, edge_split=None):
+    """Hand-made per-split differences SNGM − baseline (two test seeds per split, equal)."""
+    S = len(diff_msgd)
+    base = np.linspace(0.95, 0.97, S)[:, None].repeat(2, 1)
+    test = np.stack([base, base - np.asarray(diff_msgd)[:, None], base - np.asarray(diff_lars)[:, None]], 1)
+    best_index = np.tile(best, (S, 1))
+    if edge_split is not None:
+        best_index[edge_split, 1] = n_eta - 1
+    return Evidence(dict(methods=list(dm.METHODS), test=test, best_index=best_index,
+                         etas=np.tile(np.geomspace(1e-3, 1, n_eta), (3, 1)), n_train=1079,
+                         n_diverged=np.zeros((S, 3), int), split_seeds=list(range(S))))
 
 
-@pytest.mark.parametrize("d_msgd, d_lars, best, status", [
-    ([0.003, 0.004, 0.002, 0.003, 0.005], [0.0, 0.001, -0.001, 0.002, 0.0], (3, 3, 3), "confirmed"),
-    ([-0.03, -0.031, -0.029, -0.032, -0.03], [0.0, 0.001, -0.001, 0.002, 0.0], (3, 3, 3), "refuted"),
-    ([-0.004, -0.005, -0.003, -0.006, -0.004], [0.01, 0.01, 0.01, 0.01, 0.01], (3, 3, 3), "refuted"),
-    ([0.05, -0.05, 0.04, -0.06, 0.0], [0.0, 0.001, -0.001, 0.002, 0.0], (3, 3, 3), "inconclusive"),
-    ([0.003, 0.004, 0.002, 0.003, 0.005], [0.0, 0.001, -0.001, 0.002, 0.0], (3, 7, 3), "inconclusive"),
-    ([-0.03, -0.031, -0.029, -0.032, -0.03], [0.0, 0.0, 0.0, 0.0, 0.0], (0, 3, 3), "inconclusive"),
+@pytest.mark.parametrize("d_msgd, d_lars, best, edge, status", [
+    ([0.003, 0.004, 0.002, 0.003, 0.005], [0.0, 0.001, -0.001, 0.002, 0.0], (3, 3, 3), None, "confirmed"),
+    ([-0.03, -0.031, -0.029, -0.032, -0.03], [0.0, 0.001, -0.001, 0.002, 0.0], (3, 3, 3), None, "refuted"),
+    ([-0.004, -0.005, -0.003, -0.006, -0.004], [0.01] * 5, (3, 3, 3), None, "refuted"),
+    ([0.05, -0.05, 0.04, -0.06, 0.0], [0.0, 0.001, -0.001, 0.002, 0.0], (3, 3, 3), None, "inconclusive"),
+    ([0.003, 0.004, 0.002, 0.003, 0.005], [0.0, 0.001, -0.001, 0.002, 0.0], (3, 3, 3), 2, "inconclusive"),
+    ([-0.03, -0.031, -0.029, -0.032, -0.03], [0.0] * 5, (0, 3, 3), None, "inconclusive"),
 ])
-def test_verdict_follows_its_rule(d_msgd, d_lars, best, status):
-    """Hand-made paired differences (SNGM − baseline per seed): confirmed = non-inferior to
-    both (CI above −1 pp, not below 0); refuted = CI below 0 for any baseline, even by less
-    than the margin; inconclusive = a CI reaching below −1 pp and above 0, or a tuned η at
-    its grid's end."""
+def test_verdict_follows_its_rule(d_msgd, d_lars, best, edge, status):
+    """Confirmed = non-inferior to both (interval over splits above −1 pp, not below 0);
+    refuted = interval below 0 for any baseline, even by less than the margin; inconclusive
+    = an interval reaching below −1 pp and above 0, or a tuned η at its grid's end on a split."""
     cfg = get_claims(["sngm.test_accuracy"])[0].config("quick")
-    v = claims.verdict_test_accuracy(jsonable(_evidence(d_msgd, d_lars, best)), cfg)
+    v = rules_digits.test_accuracy(_evidence(d_msgd, d_lars, best, edge_split=edge), cfg)
     assert v.status == status, v.summary
-    d = np.asarray(d_msgd)
-    mean, lo, hi = stats.mean_ci(d, 1 - 0.05 / 2)  # Bonferroni over the 2 baselines
+    mean, lo, hi = stats.mean_ci(np.asarray(d_msgd), 1 - 0.05 / 2)  # Bonferroni over 2 baselines
     assert v.measured["diff_vs_msgd"]["low"] == pytest.approx(lo, rel=1e-12)
-    assert v.measured["diff_vs_msgd"]["mean"] == pytest.approx(d.mean(), rel=1e-12)
+    assert v.measured["diff_vs_msgd"]["mean"] == pytest.approx(np.mean(d_msgd), rel=1e-12)
+
+
+def test_splits_are_the_units_of_the_interval():
+    """Seeds within a split share its data and its tuning: the rule's interval is over the
+    per-split means (4 dof for 5 splits), not over the 10 split × seed differences as if they
+    were independent (which would understate the uncertainty)."""
+    cfg = get_claims(["sngm.test_accuracy"])[0].config("quick")
+    d = [0.02, -0.01, 0.01, -0.005, 0.007]
+    v = rules_digits.test_accuracy(_evidence(d, [0.0] * 5), cfg)
+    got = v.measured["diff_vs_msgd"]
+    _, lo, hi = stats.mean_ci(d, 1 - 0.05 / 2)
+    _, naive_lo, naive_hi = stats.mean_ci(np.repeat(d, 2), 1 - 0.05 / 2)
+    assert (got["low"], got["high"]) == pytest.approx((lo, hi), rel=1e-12)
+    assert got["high"] - got["low"] > 1.5 * (naive_hi - naive_lo)

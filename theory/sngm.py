@@ -1,9 +1,9 @@
 """Large-batch SGD with normalized momentum (SNGM) vs plain momentum (MSGD): bounds.
 
 Setting (Zhao, Shi, Xie, Li, "Stochastic Normalized Gradient Descent with Momentum for
-Large-Batch Training", arXiv 2007.13985; CLAIMS.md §2). The bounds below are *derived*
-in the project spec (CLAIMS.md §2), not quoted from the paper: the paper's theorems have
-other constants; here every constant is the one the derivation sketched below produces.
+Large-Batch Training", arXiv 2007.13985). The bounds below are *derived* for this toolkit,
+not quoted from the paper: the paper's theorems have other constants; here every constant
+is the one the derivation sketched below produces.
 
     g_t = minibatch gradient of size B at w_t,   u₀ = 0,
     SNGM:  u_{t+1} = β u_t + g_t/‖g_t‖,          w_{t+1} = w_t − η u_{t+1},
@@ -105,7 +105,7 @@ def _common(beta, B, C, L, delta, sigma):
 
 # ------------------------------------------------------------------------------- SNGM
 def sngm_bound(eta, beta, B, C, L, delta, sigma) -> float:
-    """Bound (1) on (1/T) Σ_t E‖∇F(w_t)‖ for SNGM, T = C/B (derived, CLAIMS.md §2).
+    """Bound (1) on (1/T) Σ_t E‖∇F(w_t)‖ for SNGM, T = C/B (derived, see the module docstring).
 
         (1 − β)Δ/(ηT) + (1 + β)Lη/(2(1 − β)²) + 2σ/√B
 
@@ -205,7 +205,7 @@ def msgd_c_beta(beta) -> float:
 
 
 def msgd_bound(eta, beta, B, C, L, delta, sigma) -> float:
-    """Bound (4) on (1/T) Σ_t E‖∇F(w_t)‖² for MSGD, T = C/B (derived, CLAIMS.md §2).
+    """Bound (4) on (1/T) Σ_t E‖∇F(w_t)‖² for MSGD, T = C/B (derived, see the module docstring).
 
         4(1 − β)Δ/(ηT) + c_β Lησ²/((1 − β)B),   c_β = 2 + β²/(2(1 − β)),
 
@@ -280,7 +280,7 @@ def l0l1_min() -> float:
 def lsmooth_delta(x0=3.0, d: int = 10) -> float:
     """Δ = F(x₀·1) − F* for F(w) = Σ_j (w_j²/2 + 3 cos w_j) in d dimensions.
 
-    Δ = d·(x₀²/2 + 3 cos x₀ − min_x(x²/2 + 3 cos x)); Δ(3, 10) = 8.8451... (the spec says ≈ 8.85)
+    Δ = d·(x₀²/2 + 3 cos x₀ − min_x(x²/2 + 3 cos x)); Δ(3, 10) = 8.8451... (≈ 8.85)
     """
     x0 = float(x0)
     if not np.isfinite(x0):

@@ -3,7 +3,8 @@
 No download happens: the images ship with scikit-learn. This module gives
 
 * :func:`load_digits_splits` — a fixed, stratified train / validation / test split of
-  the images (pixel values scaled to [0, 1]), reproducible from an integer seed;
+  the images (pixel values scaled to [0, 1]), reproducible from an integer seed
+  (:func:`split_indices`: the same split as indices into the images);
 * a two-layer network (:func:`init_mlp`, :func:`mlp_logits`) and its mean
   cross-entropy / accuracy, pure functions of a params pytree, so optimizers, the
   engine and the claims all share the same model.
@@ -55,21 +56,18 @@ def _raw_digits():
     return images, np.asarray(bunch.target, dtype=np.int64)
 
 
-def load_digits_splits(*, seed: int = 0, validation_fraction: float = 0.2,
-                       test_fraction: float = 0.2) -> DigitsSplits:
-    """A stratified random split of the 1797 digits into train / validation / test.
-
-    Args:
-      seed: integer seed of the split (the same seed gives the same split).
-      validation_fraction, test_fraction: shares of each class (each in (0, 1), sum < 1).
-    """
+def split_indices(*, seed: int = 0, validation_fraction: float = 0.2,
+                  test_fraction: float = 0.2) -> dict:
+    """The image indices of :func:`load_digits_splits` (same seed, same split): a dict
+    ``{"train", "validation", "test"}`` of index arrays into the 1797 images. Every seed
+    gives the same split sizes (the per-class counts are fixed)."""
     check.in_range("validation_fraction", validation_fraction, 0.0, 1.0,
                    closed_low=False, closed_high=False)
     check.in_range("test_fraction", test_fraction, 0.0, 1.0, closed_low=False, closed_high=False)
     if validation_fraction + test_fraction >= 1.0:
         check.fail("validation_fraction + test_fraction", validation_fraction + test_fraction,
                    "< 1 (the training split must not be empty)")
-    images, labels = _raw_digits()
+    _, labels = _raw_digits()
     rng = np.random.default_rng(seed)
     parts = {"train": [], "validation": [], "test": []}
     for c in range(N_CLASSES):
@@ -79,11 +77,21 @@ def load_digits_splits(*, seed: int = 0, validation_fraction: float = 0.2,
         parts["validation"].append(idx[:n_val])
         parts["test"].append(idx[n_val:n_val + n_test])
         parts["train"].append(idx[n_val + n_test:])
-    out = {}
-    for name, chunks in parts.items():
-        idx = rng.permutation(np.concatenate(chunks))
-        out[name] = Split(images[idx], labels[idx])
-    return DigitsSplits(**out)
+    return {name: rng.permutation(np.concatenate(chunks)) for name, chunks in parts.items()}
+
+
+def load_digits_splits(*, seed: int = 0, validation_fraction: float = 0.2,
+                       test_fraction: float = 0.2) -> DigitsSplits:
+    """A stratified random split of the 1797 digits into train / validation / test.
+
+    Args:
+      seed: integer seed of the split (the same seed gives the same split).
+      validation_fraction, test_fraction: shares of each class (each in (0, 1), sum < 1).
+    """
+    idx = split_indices(seed=seed, validation_fraction=validation_fraction,
+                        test_fraction=test_fraction)
+    images, labels = _raw_digits()
+    return DigitsSplits(**{name: Split(images[i], labels[i]) for name, i in idx.items()})
 
 
 # ----------------------------------------------------------------- two-layer network

@@ -1,6 +1,6 @@
 """The digits two-layer network as a finite-sum testbed with true minibatch sampling.
 
-CLAIMS.md §2 (SNGM, Zhao, Shi, Xie, Li, arXiv 2007.13985), the test-accuracy claim:
+For the test-accuracy claim of SNGM (Zhao, Shi, Xie, Li, arXiv 2007.13985):
 F(w) = (1/n) Σ_{i ≤ n} ℓ(w; x_i, y_i), ℓ the softmax cross-entropy of the two-layer ReLU
 network of :mod:`simulations.testbeds.digits` on its training split (n = 1079 images).
 The stochastic gradient of one step is the exact gradient of the mean loss over a
@@ -9,27 +9,26 @@ minibatch of B indices drawn uniformly *with replacement* from the training spli
 covariance: real minibatch noise, not a Gaussian model of it.
 
 :func:`train_grid` runs SNGM, MSGD and optax's LARS over a learning-rate grid per
-method × seeds as ONE engine call: the method is a traced index (:func:`select`) and η a
-traced hyperparameter, so a new grid never recompiles. It returns the final validation /
-test accuracies per (method, η, seed). With ``common_random_numbers`` seed s has the same
+method × seeds as ONE engine call: the method is a traced index
+(:func:`simulations.optimizers.make_large_batch_method`) and η a traced hyperparameter, so
+a new grid never recompiles (a batch size B is a shape: one compilation per B and grid
+size). It returns the final validation / test accuracies per (method, η, seed). With ``common_random_numbers`` seed s has the same
 initialization and the same sequence of minibatches for every η and every method (the
 optimizers draw no randomness), so differences between methods are paired per seed.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from simulations import engine, optimizers
 from simulations.testbeds import digits
 from theory import validation as check
 
-METHODS = ("sngm", "msgd", "lars")
+METHODS = optimizers.LARGE_BATCH_METHODS  # ("sngm", "msgd", "lars")
 
 
 @jax.tree_util.register_dataclass
@@ -113,47 +112,6 @@ def test_accuracy(testbed, params):
 test_accuracy.__test__ = False  # a metric, not a pytest test
 
 
-# ----------------------------------------------------------- engine factories
-class SelectState(NamedTuple):
-    inner: tuple
-
-
-def select(index, transforms) -> optax.GradientTransformationExtraArgs:
-    """Apply every transform in ``transforms`` to the same gradients and return the updates
-    of ``transforms[index]``; ``index`` may be traced, so the method becomes a swept value
-    (one compiled program for all methods). Each transform keeps its own state; the states
-    of the unselected ones evolve on the selected trajectory's gradients and are never used.
-    """
-    transforms = tuple(transforms)
-
-    def init_fn(params):
-        return SelectState(inner=tuple(t.init(params) for t in transforms))
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del extra_args
-        outs = [t.update(updates, s, params) for t, s in zip(transforms, state.inner)]
-        picks = [index == k for k in range(len(transforms))]
-        chosen = jax.tree_util.tree_map(lambda *us: jnp.select(picks, us), *[o[0] for o in outs])
-        return chosen, SelectState(inner=tuple(o[1] for o in outs))
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def make_method(hparams, *, key) -> optax.GradientTransformationExtraArgs:
-    """Engine factory: hparams ``method`` (index into :data:`METHODS`), ``learning_rate`` η
-    and ``momentum`` β. The three methods (all u₀ = 0):
-
-    * SNGM (:func:`optimizers.sngm`): u ← βu + g/‖g‖ (one global norm), w ← w − ηu;
-    * MSGD (:func:`optimizers.momentum_sgd`): u ← βu + g, w ← w − ηu;
-    * LARS (``optax.lars`` with its defaults: trust coefficient 10⁻³ on every layer, no
-      weight decay): per layer g ← 10⁻³‖w‖/‖g‖·g, u ← βu + ηg, w ← w − u.
-    """
-    del key
-    eta, beta = hparams["learning_rate"], hparams["momentum"]
-    return select(hparams["method"], (optimizers.sngm(eta, beta), optimizers.momentum_sgd(eta, beta),
-                                      optax.lars(eta, momentum=beta)))
-
-
 def check_methods(methods) -> tuple:
     methods = tuple(methods)
     if not methods:
@@ -193,11 +151,12 @@ def train_grid(testbed: DigitsMLP, etas, *, key, beta: float, n_steps: int, n_se
     n_steps = check.integer_at_least("n_steps", n_steps, 1)
     n_seeds = check.integer_at_least("n_seeds", n_seeds, 1)
     M, E = etas.shape
-    mi, ei = (a.ravel() for a in np.indices((M, E)))
-    hp = dict(method=np.array([METHODS.index(methods[m]) for m in mi], dtype=np.int32),
-              learning_rate=etas[mi, ei], momentum=np.full(mi.size, beta))
+    grid, _ = engine.config_grid(method=np.arange(M), eta=np.arange(E))
+    mi, ei = grid["method"], grid["eta"]
+    index = np.array([METHODS.index(m) for m in methods], dtype=np.int32)
+    hp = dict(method=index[mi], learning_rate=etas[mi, ei], momentum=np.full(mi.size, beta))
     before = engine.trace_count()
-    res = engine.simulate(testbed, make_method, hp, key=key, n_seeds=n_seeds, n_steps=n_steps,
+    res = engine.simulate(testbed, optimizers.make_large_batch_method, hp, key=key, n_seeds=n_seeds, n_steps=n_steps,
                           record_every=n_steps, seed_chunk=seed_chunk, common_random_numbers=True,
                           metrics={"val": val_accuracy, "test": test_accuracy})
     shape = (M, E, n_seeds)

@@ -1,12 +1,14 @@
-"""Separable nonconvex testbeds of CLAIMS.md §2 (SNGM, Zhao et al. arXiv 2007.13985).
+"""Separable nonconvex testbeds for SNGM vs MSGD (Zhao, Shi, Xie, Li, arXiv 2007.13985).
 
 * ``lsmooth``: F(w) = Σ_j (w_j²/2 + 3 cos w_j), L = max|1 − 3 cos x| = 4 (L-smooth).
 * ``l0l1``:    F(w) = Σ_j (cosh w_j + 3 cos w_j), (L0, L1)-smooth, not L-smooth.
 
 The gradient oracle is exact (∇F); the minibatch noise N(0, σ²/(dB) I) (so that
-E‖g − ∇F‖² = σ²/B) is added by the optimizer factories of :mod:`simulations.sweep` with
-its standard deviation as a *traced* hyperparameter, so that batch size B is a value,
-not a shape: a whole (B, η) grid is one compiled program.
+E‖g − ∇F‖² = σ²/B) is added by the optimizer
+(:func:`simulations.optimizers.make_noisy_sngm_or_msgd`) with its standard deviation as a
+*traced* hyperparameter, so that batch size B is a value, not a shape: a whole (B, η)
+grid is one compiled program (:mod:`simulations.sweep`). The metrics of a sweep,
+‖∇F(w)‖ and ‖∇F(w)‖², are :func:`gradient_norm` and :func:`gradient_norm_sq`.
 """
 from __future__ import annotations
 
@@ -68,3 +70,15 @@ def make_smooth_testbed(kind: str = "lsmooth", *, x0: float = 3.0, d: int = 10) 
     if not np.isfinite(x0):
         check.fail("x0", x0, "a finite start")
     return SmoothNonconvex(x0=np.full(d, x0), kind=kind)
+
+
+# ------------------------------------------------------------------------ metrics
+def gradient_norm(testbed: SmoothNonconvex, params):
+    """‖∇F(w)‖ (exact gradient), an engine metric."""
+    return jnp.linalg.norm(testbed.gradient(params))
+
+
+def gradient_norm_sq(testbed: SmoothNonconvex, params):
+    """‖∇F(w)‖², an engine metric."""
+    g = testbed.gradient(params)
+    return jnp.sum(g * g)
