@@ -1,4 +1,4 @@
-"""1-D kernel regression data for self-distillation (CLAIMS.md §5).
+"""1-D kernel regression data for self-distillation (Mobahi, Farajtabar, Bartlett 2020).
 
 Target f*(x) = sin(2πx), labels y = f*(x) + σ ξ with ξ ~ N(0, 1):
 
@@ -9,6 +9,8 @@ Target f*(x) = sin(2πx), labels y = f*(x) + σ ξ with ξ ~ N(0, 1):
 * :func:`kernel_instances` — the family the self-distillation theorems are checked on: the
   toy and K-point datasets × {Laplace, Gaussian + :data:`theory.self_distillation.
   GAUSSIAN_JITTER`} kernels × a grid of tolerances ε.
+* :func:`excess_risk`, :func:`risk_per_round` — the test metric: mean squared error to the
+  clean target on the test grid, per distillation round.
 
 The noise level is ours (the paper's figure does not fix one we rely on). Randomness comes
 from a ``np.random.Generator`` passed in; claims derive it from their JAX key with
@@ -91,7 +93,11 @@ def excess_risk(predictions, data: RegressionData) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class KernelInstance:
-    """One self-distillation problem: data, kernel, ε, Gram matrix G and test rows g_xᵀ."""
+    """One self-distillation problem: data, kernel, ε, Gram matrix G and test rows g_xᵀ.
+
+    ``collapse_case`` marks the instances added with ε = factor·‖y‖²/K (factor ≥ 1), whose
+    first round already collapses.
+    """
 
     dataset: str
     kernel: str
@@ -99,6 +105,7 @@ class KernelInstance:
     data: RegressionData
     G: np.ndarray
     rows: np.ndarray
+    collapse_case: bool = False
 
 
 def datasets(config, rng: np.random.Generator):
@@ -121,11 +128,19 @@ def kernel_instances(config, rng: np.random.Generator, eps_factors=()) -> list[K
     """
     out = []
     for name, data in datasets(config, rng):
-        eps_list = list(config["toy_eps"] if name == "toy" else config["eps_grid"])
-        eps_list += [f * float(data.y @ data.y) / data.n for f in eps_factors]
+        eps_list = [(e, False) for e in (config["toy_eps"] if name == "toy" else config["eps_grid"])]
+        eps_list += [(f * float(data.y @ data.y) / data.n, True) for f in eps_factors]
         for kernel in config["kernels"]:
             ell = config[f"length_{kernel}"]
             G = sd.gram_matrix(data.x, kernel, ell)
             rows = sd.feature_rows(data.x_test, data.x, kernel, ell)
-            out.extend(KernelInstance(name, kernel, float(e), data, G, rows) for e in eps_list)
+            out.extend(KernelInstance(name, kernel, float(e), data, G, rows, extra)
+                       for e, extra in eps_list)
     return out
+
+
+def risk_per_round(data: RegressionData, G, rows, eps, n_rounds=None):
+    """(excess test risk of f_0, f_1, … through the first collapsed round, the number of
+    non-trivial rounds T), from the closed form of :mod:`theory.self_distillation`."""
+    cf = sd.closed_form_distillation(G, data.y, eps, n_rounds=n_rounds, x_rows=rows)
+    return excess_risk(cf.predictions, data), cf.n_nontrivial
