@@ -1,7 +1,7 @@
 """Deterministic reference flows: gradient descent on L + λR, compiled (lax.scan).
 
 Damian, Ma, Lee (NeurIPS 2021, arXiv 2106.06530): label-noise SGD tracks gradient
-descent on L + λR_η, with (CLAIMS.md §3, derived)
+descent on L + λR_η, with (derived from the paper's setting; see :mod:`theory.label_noise`)
 
     R_η(θ) = −(1/(2η)) log det(I − (η/2)∇²L(θ))      (= −(1/(2η)) Σ_j log(1 − ηλ_j/2)),
     R_tr(θ) = ¼ tr ∇²L(θ)                              (the small-η / linear-scaling limit),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from simulations import hessian as hs
-from simulations.stats import critical_z, mean_stderr
+from simulations.stats import critical_t, mean_stderr
 from theory.validation import InvalidParameter
 
 
@@ -93,8 +93,8 @@ def test_hutchinson_within_ci_of_the_exact_trace(rng, key):
     run = jax.jit(lambda x, k: (hs.dense_hessian(loss, x), hs.hutchinson_trace(loss, x, key=k, n_samples=2000)))
     H, (est, se) = run(x, key)
     H = np.asarray(H, np.float64)
-    z = critical_z()  # one comparison, family-wise 1e-4, >= 4
-    assert abs(float(est) - np.trace(H)) <= z * float(se)  # rule: |est − tr H| ≤ z·SE
+    t = critical_t(dof=2000 - 1)  # one comparison, family-wise 1e-4, >= 4
+    assert abs(float(est) - np.trace(H)) <= t * float(se)  # rule: |est − tr H| ≤ t·SE
 
 
 def test_hutchinson_variance_formula(rng):
@@ -107,11 +107,11 @@ def test_hutchinson_variance_formula(rng):
     var_exact = 2 * (np.sum(H ** 2) - np.sum(np.diag(H) ** 2)) / n_samples
     # (est − tr H)² has mean exactly Var(est): compare its sample mean with the formula
     m, s, _ = mean_stderr((np.asarray(est, np.float64) - np.trace(H)) ** 2)
-    z = critical_z(n_comparisons=2)
-    assert abs(m - var_exact) <= z * s  # rule: |mean − exact| ≤ z·SE
+    t = critical_t(n_comparisons=2, dof=reps - 1)
+    assert abs(m - var_exact) <= t * s  # rule: |mean − exact| ≤ t·SE
     # and the reported SE² estimates the same variance (mean of unbiased SE² = Var(est))
     m2, s2, _ = mean_stderr(np.asarray(se, np.float64) ** 2)
-    assert abs(m2 - var_exact) <= z * s2
+    assert abs(m2 - var_exact) <= t * s2
 
 
 def test_vmap_over_a_batch_of_parameter_vectors(rng):
@@ -130,7 +130,7 @@ def test_vmap_over_a_batch_of_parameter_vectors(rng):
         return jax.vmap(one)(X)
 
     vals, lam, (tr, se), Hv, Hs = everything(X)
-    z = critical_z(n_comparisons=batch)
+    t = critical_t(n_comparisons=batch, dof=500 - 1)
     for b in range(batch):
         H = np.asarray(Hs[b], np.float64)
         w = np.linalg.eigvalsh(H)
@@ -141,7 +141,7 @@ def test_vmap_over_a_batch_of_parameter_vectors(rng):
         assert w[0] >= 0
         bound = w[-1] * 1e6 * (w[-2] / w[-1]) ** 600 + _eig_tol(H, np.float32)
         assert abs(float(lam[b]) - w[-1]) <= bound
-        assert abs(float(tr[b]) - np.trace(H)) <= z * float(se[b])
+        assert abs(float(tr[b]) - np.trace(H)) <= t * float(se[b])
         np.testing.assert_allclose(np.asarray(Hv[b]), H @ np.asarray(X[b]), rtol=1e-4, atol=1e-4 * np.abs(H).max())
 
 

@@ -2,10 +2,13 @@
 
 Paper: Damian, Ma, Lee, "Label Noise SGD Provably Prefers Flat Global Minimizers",
 NeurIPS 2021, arXiv 2106.06530 (related: Blanc, Gupta, Valiant, Valiant, COLT 2020;
-HaoChen, Wei, Lee, Ma, "Shape Matters", COLT 2021). Notation of CLAIMS.md §3. The paper
-states the result qualitatively (a stationary point of L + λR); the closed forms below are
-*derived* in the project's spec (CLAIMS.md §3, "derived from the paper's setting") and
-re-checked here and in tests/test_label_noise_theory.py — they are not quoted from the paper.
+HaoChen, Wei, Lee, Ma, "Shape Matters", COLT 2021). The paper states the result
+qualitatively (label-noise SGD converges to a stationary point of L + λR, R penalizing sharp
+minimizers); the closed forms below are *derived* by the project from the paper's setting
+(proof sketch: near an interpolating point the label-noise covariance is (σ²/B)∇²L, the
+linearized fluctuation has stationary covariance S = λ(2I − η∇²L)⁻¹, and the mean drift
+½∇³L[S] equals λ∇R_η because ∂R_η/∂H = ½(2I − ηH)⁻¹) and re-checked here and in
+tests/test_label_noise_theory.py — they are not quoted from the paper.
 
 Update (squared loss L(θ) = (1/n) Σ_i ½ (f_i(θ) − y_i)², batch B, fresh label noise
 ε ~ Unif{±σ} or N(0, σ²) per drawn example):
@@ -421,8 +424,8 @@ def regularized_gradient_descent(gradient, hessian, theta0, *, eta, lam, n_steps
                                  hessian_derivative=None) -> np.ndarray:
     """Reference trajectory: θ ← θ − η(∇L(θ) + λ∇R(θ)), R = R_η, ¼ tr ∇²L or none.
 
-    The deterministic flow that, by the paper's main result (CLAIMS.md §3), the seed-
-    averaged label-noise trajectory tracks to within O(√λ) when R = R_η. A plain NumPy
+    The deterministic flow that, by the paper's main result, the seed-averaged
+    label-noise trajectory tracks to within O(√λ) when R = R_η. A plain NumPy
     loop: this is a float64 reference for low-dimensional testbeds (the toy), not a
     simulation. ``hessian_derivative`` (θ -> ∂H/∂θ, shape (p, p, p)) avoids finite
     differences. Returns the iterates at steps 0, r, 2r, …, n_steps, shape (records, p).

@@ -1,4 +1,4 @@
-"""Squared-loss regression testbeds with a label-noise gradient oracle (CLAIMS.md §3).
+"""Squared-loss regression testbeds with a label-noise gradient oracle, and their metrics.
 
 Paper: Damian, Ma, Lee, "Label Noise SGD Provably Prefers Flat Global Minimizers"
 (NeurIPS 2021, arXiv 2106.06530); HaoChen, Wei, Lee, Ma, "Shape Matters" (COLT 2021).
@@ -23,6 +23,13 @@ Models (``model``, static):
   at learning rate η equals ours at η/2);
 * ``toy``       f(x) = a⟨(b, c), x⟩, θ = (a, b, c), data (e₁, 1), (e₂, 1);
 * ``mlp``       f(x) = w₂ᵀ tanh(W₁ᵀx + b₁)/√m, θ = {W₁, b₁, w₂} (two-layer tanh network).
+
+Metrics (``f(testbed, θ)``, for :func:`simulations.engine.simulate`): :func:`loss`,
+:func:`sparse_w`, :func:`sparse_trace` and :func:`mlp_trace` (tr ∇²L in closed form),
+:func:`lambda_max` (Lanczos), :func:`toy_theta`, :func:`toy_q`. Lanczos's start vector comes
+from the testbed's ``probe_key`` (:meth:`LabelNoiseRegression.with_probe_key`), which a
+claim derives from its own key: the same probe at every record and seed of one run, a fresh
+one at a fresh key.
 """
 from __future__ import annotations
 
@@ -33,7 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from simulations.keys import numpy_rng
+from simulations import hessian
+from simulations.keys import numpy_rng, subkey
 from theory import validation as check
 
 MODELS = ("sparse", "sparse_vv", "toy", "mlp")
@@ -63,6 +71,8 @@ class LabelNoiseRegression:
       model: static, one of ``MODELS``.   batch_size: B (static; 1 <= B <= n).
       noise: static, ``"rademacher"`` (ε = ±σ) or ``"gaussian"`` (ε ~ N(0, σ²)).
       langevin: static; add τξ, τ = hparams["param_noise"] (SGLD).
+      probe_key: raw data of the typed key the Hessian metrics draw their probes from
+        (None until :meth:`with_probe_key`).
     """
 
     features: jax.Array
@@ -72,6 +82,7 @@ class LabelNoiseRegression:
     batch_size: int = dataclasses.field(metadata=dict(static=True), default=1)
     noise: str = dataclasses.field(metadata=dict(static=True), default="rademacher")
     langevin: bool = dataclasses.field(metadata=dict(static=True), default=False)
+    probe_key: Any = None
     gradient_uses_hyperparams = True
 
     def __post_init__(self):
@@ -94,6 +105,16 @@ class LabelNoiseRegression:
     def with_langevin(self, langevin: bool = True) -> "LabelNoiseRegression":
         """The same testbed with (or without) SGLD parameter noise in the oracle."""
         return dataclasses.replace(self, langevin=bool(langevin))
+
+    def with_probe_key(self, key) -> "LabelNoiseRegression":
+        """The same testbed whose Hessian metrics draw their probes from the typed ``key``."""
+        return dataclasses.replace(self, probe_key=np.asarray(jax.random.key_data(key)))
+
+    def probes(self, name: str):
+        """The typed key of one kind of probe (``"lanczos"``: :func:`lambda_max`'s start vector)."""
+        if self.probe_key is None:
+            raise ValueError("this testbed has no probe key: call with_probe_key(key) first")
+        return subkey(jax.random.wrap_key_data(jnp.asarray(self.probe_key, jnp.uint32)), name)
 
     def init(self, *, key=None):
         del key
@@ -145,6 +166,76 @@ class LabelNoiseRegression:
             g = jax.grad(lambda t: predict(self.model, t, x[None])[0])(theta)
             return sum(jnp.sum(leaf ** 2) for leaf in jax.tree_util.tree_leaves(g))
         return jax.vmap(one)(self.features)
+
+    def matched_param_noise(self, sigma) -> float:
+        """SGLD's τ with E‖τξ‖² = E‖label-noise perturbation of the full-batch gradient‖² at
+        θ₀: τ² p = σ² Σ_i ‖∇f_i(θ₀)‖² / n² (p parameters)."""
+        sigma = check.nonnegative("sigma", sigma)
+        theta0 = jax.tree_util.tree_map(jnp.asarray, self.theta0)
+        g2 = np.asarray(self.per_example_gradient_sq_norms(theta0), np.float64)
+        p = sum(np.size(x) for x in jax.tree_util.tree_leaves(self.theta0))
+        return float(sigma * np.sqrt(g2.sum() / (self.n ** 2 * p)))
+
+
+# ---------------------------------------------------------------------- metrics
+def loss(tb, theta):
+    """L(θ)."""
+    return tb.loss(theta)
+
+
+def sparse_w(tb, theta):
+    """w = u⊙u − v⊙v (sparse model)."""
+    del tb
+    return theta["u"] ** 2 - theta["v"] ** 2
+
+
+def sparse_trace(tb, theta):
+    """tr ∇²L of the sparse model, exactly: (4/n) Σ_i Σ_j x_ij² (u_j² + v_j²). With
+    ∇f_i = 2(u⊙x_i, −v⊙x_i) and tr ∇²f_i = Σ_j (2x_ij − 2x_ij) = 0 the residual term
+    vanishes at every θ."""
+    m = jnp.mean(tb.features ** 2, axis=0)
+    return 4.0 * jnp.sum(m * (theta["u"] ** 2 + theta["v"] ** 2))
+
+
+def lambda_max(tb, theta):
+    """λ_max(∇²L) by min(20, p) Lanczos steps from the testbed's Lanczos probe."""
+    p = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(theta))
+    return hessian.top_eigenvalues(tb.loss, theta, 1, key=tb.probes("lanczos"), n_iter=min(20, p))[0]
+
+
+def mlp_trace(tb, theta):
+    """tr ∇²L of the two-layer tanh net, exactly: (1/n) Σ_i [‖∇f_i‖² + r_i tr ∇²f_i] with
+    h = tanh(W₁ᵀx + b₁), s = 1 − h², f = w₂ᵀh/√m:
+    ‖∇f‖² = (Σ_k h_k² + Σ_k w₂ₖ² s_k² (1 + ‖x‖²))/m (w₂, then b₁ and W₁) and
+    tr ∇²f = −2 Σ_k w₂ₖ h_k s_k (1 + ‖x‖²)/√m (∂²f/∂w₂² = 0). No probes: no estimator error."""
+    X = tb.features
+    m = theta["w2"].shape[0]
+    h = jnp.tanh(X @ theta["w1"] + theta["b1"])                 # (n, m)
+    s = 1.0 - h ** 2
+    xx = 1.0 + jnp.sum(X ** 2, axis=1, keepdims=True)          # (n, 1)
+    g2 = (jnp.sum(h ** 2, axis=1) + jnp.sum(theta["w2"] ** 2 * s ** 2 * xx, axis=1)) / m
+    tr_f = -2.0 * jnp.sum(theta["w2"] * h * s * xx, axis=1) / jnp.sqrt(m)
+    r = h @ theta["w2"] / jnp.sqrt(m) - tb.targets
+    return jnp.mean(g2 + r * tr_f)
+
+
+def toy_theta(tb, theta):
+    """θ = (a, b, c) (toy)."""
+    del tb
+    return theta
+
+
+def toy_q(tb, theta):
+    """q = a² (toy)."""
+    del tb
+    return theta[0] ** 2
+
+
+def toy_loss_flat(theta):
+    """The toy's L(a, b, c) = ¼[(ab − 1)² + (ac − 1)²] on a flat vector (for the reference
+    flows of :mod:`simulations.flows`, whose loss is a static argument)."""
+    a, b, c = theta[0], theta[1], theta[2]
+    return 0.25 * ((a * b - 1.0) ** 2 + (a * c - 1.0) ** 2)
 
 
 # ------------------------------------------------------------- hyperparameters
