@@ -1,12 +1,13 @@
 """The P/Q data of Li, Wei & Ma (NeurIPS 2019, arXiv 1907.04595) and its analytic facts.
 
-CLAIMS.md §4. An example is x = (x₁, x₂) ∈ R^{2d} with a uniform label y ∈ {±1} and
+An example is x = (x₁, x₂) ∈ R^{2d} with a uniform label y ∈ {±1} and
 one of three types (paper's structure, constants are parameters):
 
 * P-only (x₂ = 0) with probability p₀, Q-only (x₁ = 0) with probability q₀, both
   components with probability 1 − p₀ − q₀.
 * P ("easy to fit, hard to generalize"): x₁ = γ₀ y w* + ξ, ξ ~ N(0, σ_P²/(d−1) P⊥)
-  with P⊥ = I − w*w*ᵀ, so E‖ξ‖² = σ_P². The noise is orthogonal to w*, hence
+  with P⊥ = I − w*w*ᵀ, so ‖ξ‖² = σ_P²/(d−1)·χ²_{d−1} and E‖ξ‖² = σ_P²
+  (:func:`noise_moments`). The noise is orthogonal to w*, hence
   y⟨w*, x₁⟩ = γ₀ exactly: P is linearly separable along w* with margin γ₀ (derived).
   With n ≲ d the noise alone also separates any labels (easy to fit), while a
   generalizing classifier must find the weak direction w* (hard to generalize).
@@ -136,6 +137,18 @@ def sample_pq(spec: PQSpec, geometry: PQGeometry, n: int, rng: np.random.Generat
     x1 = np.where((kind == 1)[:, None], 0.0, x1)
     x2 = np.where((kind == 0)[:, None], 0.0, x2)
     return PQSample(x=np.concatenate([x1, x2], axis=1), y=y, kind=kind, alpha=alpha)
+
+
+def noise_moments(spec: PQSpec) -> dict[str, tuple[float, float]]:
+    """(E, Var) of the squared norm of each component's noise (derived).
+
+    P: ξ = P⊥g with g ~ N(0, σ_P²/(d−1) I_d) and P⊥ a rank-(d−1) orthogonal projection, so
+    ‖ξ‖² = σ_P²/(d−1)·χ²_{d−1}: E = σ_P², Var = 2σ_P⁴/(d−1). Q: isotropic N(0, σ_Q²/d I_d),
+    ‖·‖² = σ_Q²/d·χ²_d: E = σ_Q², Var = 2σ_Q⁴/d.
+    """
+    d = spec.d
+    return {"P": (spec.p_noise ** 2, 2.0 * spec.p_noise ** 4 / (d - 1)),
+            "Q": (spec.q_noise ** 2, 2.0 * spec.q_noise ** 4 / d)}
 
 
 def p_margin(sample: PQSample, geometry: PQGeometry) -> np.ndarray:

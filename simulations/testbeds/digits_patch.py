@@ -1,11 +1,14 @@
-"""The patch variant of Li, Wei & Ma (2019) on scikit-learn's 8×8 digits (CLAIMS.md §4).
+"""An earlier, strengthened patch variant of Li, Wei & Ma (2019) on scikit-learn's 8×8
+digits, kept for the patch claim's exploratory strength grid (the claim itself uses the
+authors' recipe, :mod:`simulations.testbeds.digits_patch_norm`).
 
-Recipe (the paper's CIFAR-10 code, scaled down to 8×8 images): a fixed pattern z shared
-by all classes plus a small per-class pattern ζ_c (‖ζ_c‖ = ``offset_norm``·‖z‖), patch
-= z + s ζ_y with s = ±1 at random, written over a fixed ``patch_size``² square at the
-image's top-left corner. A fixed random ``patched_fraction`` (80%) of the training
-images get a patch: with probability 0.8 on the image itself, with probability 0.2 on a
-blank image, with the class offset scaled by a U[0, 1] factor (patch = z + s u ζ_y).
+Recipe: unstandardized pixels in [0, 1], a fixed pattern z ~ U[0, 1]^{k×k} shared by all
+classes plus a per-class pattern ζ_c (‖ζ_c‖ = ``offset_norm``·‖z‖, far stronger than the
+authors' ≈ 0.05), patch = z + s ζ_y with s = ±1 drawn once per image, written over a fixed
+``patch_size``² square at the image's top-left corner. A fixed random
+``patched_fraction`` (80%) of the training images get a patch: with probability 0.8 on
+the image itself, with probability 0.2 on a blank image, with the class offset scaled by
+a U[0, 1] factor (patch = z + s u ζ_y); the draws are fixed, not redrawn per load.
 
 Like Q in the synthetic data, the patch is not linearly separable by class (derived,
 midpoint argument: a linear score difference s_c − s_k that is positive at z + ζ_c and
@@ -13,9 +16,14 @@ z − ζ_c is positive at their midpoint z, for every c at once: impossible), bu
 low-noise and predicts the label exactly.
 
 Evaluation sets: clean test images, the same images patched (random s), and patch-only
-images (blank + z + s ζ_y). The network is :func:`simulations.testbeds.digits.init_mlp`
-/ ``mlp_logits`` with mean cross-entropy plus (λ/2)‖θ‖², minibatches drawn with
-replacement; the learning-rate schedule is :func:`simulations.testbeds.pq.make_annealed_sgd`.
+images (blank + z + s ζ_y). Everything random comes from the builder's key: the
+train / test split of the digits (:func:`simulations.testbeds.digits.load_digits_splits`
+with a seed drawn from ``subkey(key, "split")``), the patterns, which images carry a
+patch, the signs and scales; so independent data draws differ in all of them.
+
+The network is :func:`simulations.testbeds.digits.init_mlp` / ``mlp_logits`` with mean
+cross-entropy plus (λ/2)‖θ‖², minibatches drawn with replacement; the learning-rate
+schedule is :func:`simulations.optimizers.make_annealed_sgd`.
 """
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from simulations.keys import numpy_rng
+from simulations.keys import numpy_rng, subkey
 from simulations.testbeds import digits
 from theory import validation as check
 
@@ -83,6 +91,11 @@ def make_patterns(rng: np.random.Generator, patch_size: int, offset_norm: float)
     return z, zeta
 
 
+def split_seed(key) -> int:
+    """The integer seed of the digits split that ``key`` draws (``subkey(key, "split")``)."""
+    return int(numpy_rng(subkey(key, "split")).integers(2 ** 63 - 1))
+
+
 def _apply(images, labels, z, zeta, rng, *, blank=False, scale=None):
     k = z.shape[0]
     out = np.zeros_like(images) if blank else images.copy()
@@ -94,15 +107,16 @@ def _apply(images, labels, z, zeta, rng, *, blank=False, scale=None):
 
 def make_digits_patch(*, key, patch_size: int = 3, offset_norm: float = 0.3,
                       patched_fraction: float = 0.8, blank_fraction: float = 0.2,
-                      split_seed: int = 0, width: int = 64, batch_size: int = 32,
+                      width: int = 64, batch_size: int = 32,
                       l2: float = 5e-4) -> DigitsPatch:
-    """Build the patched digits testbed (patterns and patch assignment from ``key``).
+    """Build the patched digits testbed; every random choice comes from ``key``.
 
     Args:
+      key: typed key: the split (train + validation of :func:`digits.load_digits_splits`
+        are used for training, its test split for evaluation) from ``subkey(key,
+        "split")``; patterns, patched images, signs and scales from ``numpy_rng(key)``.
       patch_size: k, the patch is k×k (1 ≤ k ≤ 8).
       offset_norm: ‖ζ_c‖/‖z‖ > 0; patched_fraction, blank_fraction: in [0, 1].
-      split_seed: the train/validation/test split of :func:`digits.load_digits_splits`
-        (train + validation are used for training).
     """
     h, w = digits.IMAGE_SHAPE
     patch_size = check.integer_at_least("patch_size", patch_size, 1)
@@ -114,7 +128,7 @@ def make_digits_patch(*, key, patch_size: int = 3, offset_norm: float = 0.3,
     width = check.integer_at_least("width", width, 1)
     batch_size = check.integer_at_least("batch_size", batch_size, 1)
     l2 = check.nonnegative("l2", l2)
-    sp = digits.load_digits_splits(seed=split_seed)
+    sp = digits.load_digits_splits(seed=split_seed(key))
     images = np.concatenate([sp.train.images, sp.validation.images])
     labels = np.concatenate([sp.train.labels, sp.validation.labels])
     if batch_size > len(images):
