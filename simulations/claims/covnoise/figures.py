@@ -56,7 +56,7 @@ def frobenius(ev, verdict, cfg, path):
     ax2.set_xlabel("step k (x₀ = 0)")
     ax2.set_ylabel(f"E f(x_k)   (lines exact, markers MC, {CI_LABEL})")
     ax2.set_title(f"(iv): dashed bound α²k tr(AC)/2, α = {ev.bound_alpha:g}", fontsize=8)
-    ax2.legend(loc="lower right")
+    ax2.legend(loc="upper left", ncol=2)
     save(fig, path)
 
 
