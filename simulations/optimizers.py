@@ -45,14 +45,10 @@ class NoiseState(NamedTuple):
     key: jax.Array
 
 
-def gaussian_noise(factor, *, key) -> optax.GradientTransformation:
-    """Add D ξ to the (flattened) updates, ξ ~ N(0, I_m), so the noise has covariance DDᵀ.
-
-    Args:
-      factor: (d, m) matrix D, d = number of parameters (a pytree is flattened with
-        ``ravel_pytree``). May be a traced array (swept in a grid).
-      key: typed PRNG key; the stream is carried in the state.
-    """
+def additive_noise(sample, *, key) -> optax.GradientTransformation:
+    """Add ``sample(k, flat)`` to the flattened updates, with a fresh key k each step; the
+    key stream is carried in the state, as in ``optax.add_noise``. The building block of
+    :func:`gaussian_noise` and :func:`isotropic_gaussian_noise`."""
 
     def init_fn(params):
         del params
@@ -62,10 +58,21 @@ def gaussian_noise(factor, *, key) -> optax.GradientTransformation:
         del params
         flat, unravel = ravel_pytree(updates)
         next_key, sample_key = jax.random.split(state.key)
-        xi = jax.random.normal(sample_key, (factor.shape[-1],), dtype=flat.dtype)
-        return unravel(flat + factor @ xi), NoiseState(key=next_key)
+        return unravel(flat + sample(sample_key, flat)), NoiseState(key=next_key)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def gaussian_noise(factor, *, key) -> optax.GradientTransformation:
+    """Add D ξ to the (flattened) updates, ξ ~ N(0, I_m), so the noise has covariance DDᵀ.
+
+    Args:
+      factor: (d, m) matrix D, d = number of parameters (a pytree is flattened with
+        ``ravel_pytree``). May be a traced array (swept in a grid).
+      key: typed PRNG key; the stream is carried in the state.
+    """
+    return additive_noise(
+        lambda k, flat: factor @ jax.random.normal(k, (factor.shape[-1],), dtype=flat.dtype), key=key)
 
 
 def gradient_covariance_noise(scale, structure: str, *, key) -> optax.GradientTransformationExtraArgs:
@@ -175,19 +182,7 @@ def isotropic_gaussian_noise(std, *, key) -> optax.GradientTransformation:
     ``std`` may be traced (swept in a grid, e.g. σ/√(dB) for a batch size B); the key
     stream is carried in the state as in :func:`gaussian_noise`.
     """
-
-    def init_fn(params):
-        del params
-        return NoiseState(key=key)
-
-    def update_fn(updates, state, params=None):
-        del params
-        flat, unravel = ravel_pytree(updates)
-        next_key, sample_key = jax.random.split(state.key)
-        xi = jax.random.normal(sample_key, flat.shape, flat.dtype)
-        return unravel(flat + std * xi), NoiseState(key=next_key)
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return additive_noise(lambda k, flat: std * jax.random.normal(k, flat.shape, flat.dtype), key=key)
 
 
 class SelectState(NamedTuple):
