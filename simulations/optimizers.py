@@ -429,3 +429,98 @@ def make_annealed_nesterov(hparams, *, key) -> optax.GradientTransformation:
     del key
     return annealed_nesterov(hparams["eta1"], hparams["eta2"], hparams["anneal_step"],
                              momentum=hparams["momentum"], weight_decay=hparams["weight_decay"])
+
+
+# ---------- The batch-size frame (McCandlish et al. 2018; Shallue et al. 2018; Zhang et al.
+# ---------- 2019): every optimizer across batch sizes, the batch size a traced value
+def normalized_or_plain_momentum(index, learning_rate, momentum) -> optax.GradientTransformation:
+    """SNGM (index 0: g ← g/‖g‖, ``optax.normalize_by_update_norm``) or heavy ball (index 1:
+    g unchanged), then ``optax.sgd`` with momentum: u ← βu + g, w ← w − ηu. Index and every
+    number may be traced; with index 1 and β = 0 this is plain SGD. The same as
+    :func:`noisy_sngm_or_msgd` without the added noise."""
+    normalize = select(index, (optax.normalize_by_update_norm(scale_factor=1.0, eps=_TINY),
+                               optax.identity()))
+    return optax.chain(normalize, optax.sgd(learning_rate, momentum=momentum))
+
+
+def make_normalized_or_plain_momentum(hparams, *, key) -> optax.GradientTransformation:
+    """Engine factory: :func:`normalized_or_plain_momentum` with hparams ``method`` (0 = SNGM,
+    1 = MSGD/SGD), ``learning_rate`` and ``momentum``."""
+    del key
+    return normalized_or_plain_momentum(hparams["method"], hparams["learning_rate"], hparams["momentum"])
+
+
+def accumulate(inner, every_k) -> optax.GradientTransformation:
+    """Gradient accumulation (``optax.MultiSteps``): the mean of ``every_k`` consecutive
+    gradients is passed to ``inner`` once, zero updates in between. ``every_k`` may be
+    traced, so batch sizes B = k·b built from micro-batches of b examples are one
+    configuration axis of one program (k micro-batches drawn with replacement are one
+    batch of kb drawn with replacement)."""
+    return optax.MultiSteps(inner, lambda step: every_k).gradient_transformation()
+
+
+def make_accumulated_momentum(hparams, *, key) -> optax.GradientTransformation:
+    """Engine factory: :func:`accumulate` (k = hparams ``accumulate``) of
+    :func:`normalized_or_plain_momentum` (``method``, ``learning_rate``, ``momentum``)."""
+    del key
+    return accumulate(normalized_or_plain_momentum(hparams["method"], hparams["learning_rate"],
+                                                   hparams["momentum"]), hparams["accumulate"])
+
+
+def make_accumulated_lars(hparams, *, key) -> optax.GradientTransformation:
+    """Engine factory: :func:`accumulate` of ``optax.lars(η, momentum=β)`` (trust coefficient
+    10⁻³, no weight decay: optax's defaults)."""
+    del key
+    return accumulate(optax.lars(hparams["learning_rate"], momentum=hparams["momentum"]),
+                      hparams["accumulate"])
+
+
+def make_accumulated_lamb(hparams, *, key) -> optax.GradientTransformation:
+    """Engine factory: :func:`accumulate` of ``optax.lamb(η, b1=β)`` (b2 = 0.999, ε = 10⁻⁶,
+    no weight decay: optax's defaults)."""
+    del key
+    return accumulate(optax.lamb(hparams["learning_rate"], b1=hparams["momentum"]), hparams["accumulate"])
+
+
+def scale_by_vector(scales) -> optax.GradientTransformation:
+    """Multiply every leaf of the updates elementwise by ``scales`` (a fixed diagonal
+    preconditioner such as H^−p; may be traced)."""
+
+    def update_fn(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map(lambda u: u * scales, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def iterate_ema(decay) -> optax.GradientTransformation:
+    """Keep an exponential moving average of the iterates in the params ``{"w": θ, "ema": θ̄}``:
+    after the update u of θ, θ̄ ← γθ̄ + (1 − γ)(θ + u), i.e. the update of θ̄ is
+    (1 − γ)(θ + u − θ̄). ``decay`` γ may be traced (γ = 0: θ̄ follows θ)."""
+
+    def update_fn(updates, state, params=None):
+        if params is None or "ema" not in params:
+            raise ValueError("iterate_ema needs params {'w': ..., 'ema': ...}")
+        new = params["w"] + updates["w"]
+        return {**updates, "ema": (1.0 - decay) * (new - params["ema"])}, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def nqm_optimizer(index, learning_rate, momentum, precond, ema_decay) -> optax.GradientTransformation:
+    """The optimizers of the noisy quadratic model as one transformation (every number
+    traced): SNGM's normalization or none (``index`` 0/1, :func:`normalized_or_plain_momentum`),
+    a diagonal preconditioner ``precond`` (h^−p; ones for none), ``optax.sgd`` with momentum
+    β, and the iterate average θ̄ (:func:`iterate_ema`, γ = ``ema_decay``)."""
+    normalize = select(index, (optax.normalize_by_update_norm(scale_factor=1.0, eps=_TINY),
+                               optax.identity()))
+    return optax.chain(normalize, scale_by_vector(precond), optax.sgd(learning_rate, momentum=momentum),
+                       iterate_ema(ema_decay))
+
+
+def make_nqm_optimizer(hparams, *, key) -> optax.GradientTransformation:
+    """Engine factory: :func:`nqm_optimizer` with hparams ``method``, ``learning_rate``,
+    ``momentum``, ``precond`` (d,) and ``ema_decay``."""
+    del key
+    return nqm_optimizer(hparams["method"], hparams["learning_rate"], hparams["momentum"],
+                         hparams["precond"], hparams["ema_decay"])

@@ -260,3 +260,20 @@ def bootstrap_moments_ci(samples, statistic: Callable[[np.ndarray, np.ndarray], 
     low, high = np.quantile(boots, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0,
                             method="inverted_cdf")
     return est, low, high
+
+
+# ----------------------------- the batch-size frame: means of Gaussian quadratic forms
+def quadratic_form_halfwidths(sd, max_weight, n, *, family_alpha: float = FAMILY_ALPHA,
+                              n_comparisons: int = 1):
+    """Family-wise bounds for the mean of n i.i.d. copies of X = Σ_i a_i(Z_i + b_i)²
+    (a_i >= 0, Z_i standard normal; e.g. a quadratic loss of Gaussian iterates), whose
+    exact sd and largest weight max a_i are known (Birgé 2001, Lemma 8.1, after Laurent &
+    Massart 2000): P(X̄ − EX >= √(2t)·sd/√n + 2t·max a_i/n) <= e^−t and
+    P(EX − X̄ >= √(2t)·sd/√n) <= e^−t. With t = log(2m/α) all m comparisons hold at once
+    with probability >= 1 − α, whatever the skewness (a Student-t or normal critical value
+    on a few dozen seeds understates the right tail of such a heavy-tailed mean).
+    Returns (below, above): the allowed EX − X̄ and X̄ − EX."""
+    n = np.asarray(n, np.float64)
+    t = float(np.log(2 * max(int(n_comparisons), 1) / family_alpha))
+    below = np.sqrt(2 * t) * np.asarray(sd, np.float64) / np.sqrt(n)
+    return below, below + 2 * t * np.asarray(max_weight, np.float64) / n

@@ -215,8 +215,12 @@ def test_sparse_runs_measure_every_arm():
     for arm in runs.ARMS:
         assert sp[arm].n_valid == sp[arm].n_seeds
         assert np.all(np.isfinite(sp[arm].dist_lasso))
-    # GD in full batch is deterministic: its seeds agree exactly (the rules read it as a point)
-    assert np.ptp(sp["GD"].dist_lasso) == 0.0
+    # GD in full batch is deterministic: its seeds agree up to round-off (vmap lanes may be
+    # evaluated by different instruction sequences, so not bitwise over 10⁵ steps); the rules
+    # read it as a point, so a relative spread of 1e-4 is far below anything they resolve
+    # (the GD − label-noise gap is of order 1, its interval of order 1e-2)
+    d = sp["GD"].dist_lasso
+    assert np.ptp(d) <= 1e-4 * np.max(np.abs(d))
     # the exact sparse trace at θ₀ = 1: tr ∇²L = 8 Σ_j m_j
     X = np.asarray(runs.sparse_testbed(cfg["sparse"], jax.random.key(0)).features, np.float64)
     assert sp["GD"].trace[0, 0] == pytest.approx(8 * np.mean(X ** 2, axis=0).sum(), rel=1e-5)  # float32

@@ -113,3 +113,11 @@ def same_shape(name_a: str, a, name_b: str, b):
     if np.shape(a) != np.shape(b):
         raise InvalidParameter(
             f"{name_b} has shape {np.shape(b)} but {name_a} has shape {np.shape(a)}: need equal shapes")
+
+
+def finite_vector(name: str, v) -> np.ndarray:
+    """``v`` as a non-empty, finite float64 vector, else :class:`InvalidParameter`."""
+    v = np.asarray(v, np.float64)
+    if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)):
+        fail(name, v, "a non-empty finite vector")
+    return v
