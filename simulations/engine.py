@@ -24,6 +24,14 @@
   recorded per trajectory (``diverged_at``; −1 if never). :meth:`SimulationResult.stats`
   excludes diverged trajectories and reports how many it excluded.
 * The seed axis of each chunk is sharded over ``jax.devices()`` with a ``NamedSharding``.
+  Under JAX's multi-controller runtime (``jax.distributed.initialize``, see
+  :mod:`simulations.distributed`) ``jax.devices()`` lists the devices of every process:
+  the mesh spans them all, each process builds only the key shards of its own devices,
+  and the outputs are gathered, so every process returns the same result. A run over P
+  processes with D devices in all compiles the same per-device program as one process
+  with D devices (trajectories never communicate), so on CPU the two agree bitwise (the
+  tests run two processes on one machine); against another device count they agree to
+  the round-off bound above.
 
 Records: ``records[name]`` has shape (config, seed, record) with the metric evaluated at
 steps 0, r, 2r, …, n_steps (r = record_every). ``windows[name]`` has shape
@@ -263,6 +271,23 @@ def _seed_sharding(devices):
     return NamedSharding(Mesh(np.asarray(devices), ("seed",)), PartitionSpec(None, "seed"))
 
 
+def _feed(keys, sharding):
+    """The (config, seed) keys as one array sharded over the mesh: this process builds
+    only the shards of its own devices (every process holds the same small key array)."""
+    return jax.make_array_from_callback(keys.shape, sharding, lambda index: keys[index])
+
+
+def _fetch(tree):
+    """Outputs as NumPy arrays; shards held by other processes are all-gathered first, so
+    every process gets the whole result."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    if all(getattr(x, "is_fully_addressable", True) for x in leaves):
+        return jax.tree_util.tree_map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+
+    return jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+
 def simulate(testbed, make_optimizer, hyperparams: Mapping[str, Any], *, key, n_seeds: int,
              n_steps: int, record_every: int = 1, metrics: Mapping[str, Metric] | None = None,
              window_metrics: Mapping[str, Metric] | None = None, seed_chunk: int | None = None,
@@ -288,7 +313,9 @@ def simulate(testbed, make_optimizer, hyperparams: Mapping[str, Any], *, key, n_
         (see the module docstring).
       dtype: float32 (default) or float64 (enabled for this call only).
       return_final: also return the final parameters of every trajectory.
-      devices: devices to shard the seed axis over (default ``jax.devices()``).
+      devices: devices to shard the seed axis over (default ``jax.devices()``: under
+        ``jax.distributed`` the devices of every process, and then every process must make
+        the same call, as in any multi-controller JAX program).
       common_random_numbers: give seed s the same key in every configuration, so that
         differences between configurations are paired (far smaller variance); compare
         configurations with per-seed differences then.
@@ -316,9 +343,9 @@ def simulate(testbed, make_optimizer, hyperparams: Mapping[str, Any], *, key, n_
         for lo in range(0, n_seeds, chunk):
             keys = trajectory_keys(key, n_configs, np.arange(lo, lo + chunk), common_random_numbers)
             if sharding is not None:
-                keys = jax.device_put(keys, sharding)
+                keys = _feed(keys, sharding)
             out = program(tb, hp, keys, **static)
-            outputs.append(jax.tree_util.tree_map(np.asarray, out))
+            outputs.append(_fetch(out))
             done = min(lo + chunk, n_seeds)
             if progress is not None:
                 progress(done, n_seeds)
@@ -331,7 +358,8 @@ def simulate(testbed, make_optimizer, hyperparams: Mapping[str, Any], *, key, n_
     meta = dict(testbed=type(testbed).__name__, n_configs=n_configs, n_seeds=n_seeds,
                 n_steps=n_steps, record_every=record_every, dtype=jnp.dtype(dtype).name,
                 key=np.asarray(jax.random.key_data(key)).tolist(), seed_chunk=chunk,
-                devices=len(devices), common_random_numbers=common_random_numbers,
+                devices=len(devices), processes=len({d.process_index for d in devices}),
+                common_random_numbers=common_random_numbers,
                 version=__version__, jax_version=jax.__version__,
                 wall_seconds=wall)
     return SimulationResult(

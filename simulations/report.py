@@ -8,17 +8,22 @@ Layout under the output folder (default ``figures/``):
     verdicts.json                      every verdict at every key, machine-readable
     .evidence/<label>/<claim-id>.json  a claim's own evidence at key <label> (resume)
     .evidence/runs/<run>-<hash>.json   shared runs, stored once for all claims using them
+    .evidence/<label>/<claim-id>.lock  while a run writes that claim (who: shard, host, pid)
 
 Key labels: ``reproduce --seed S --keys K`` runs every claim at keys ``S`` (the root key
 ``jax.random.key(S)``) and ``S.1 … S.(K-1)`` (``fold_in(key(S), k)``): independent
 streams, and K = 1 is the plain run at ``--seed S``. A claim's evidence is written
 (temporary file, then rename) as soon as it finishes; a later run skips a claim whose
 stored evidence has the same hash (configuration, key, and the toolkit's source code).
+Every file is written under a temporary name unique to the host and process, then renamed,
+so runs on several machines can share one output folder (see :mod:`simulations.distributed`).
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
+import uuid
 from pathlib import Path
 
 import jax
@@ -60,13 +65,28 @@ def config_hash(claim: Claim, config: dict, key, fingerprint: str) -> str:
     return digest(claim.id, config, key_bits(key), fingerprint)
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to a temporary file in the same folder, then rename (atomic)."""
+def _temporary(path: Path) -> Path:
+    """A temporary name beside ``path`` that no other writer uses (host, process and a
+    random part: shards on several hosts may share the folder)."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename (atomic: a reader, or
+    another writer of the same file, sees the old or the new content, never a mix)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=1, allow_nan=False))
-    os.replace(tmp, path)
+    tmp = _temporary(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON to a temporary file in the same folder, then rename (atomic)."""
+    write_text_atomic(path, json.dumps(jsonable(obj), indent=1, allow_nan=False))
 
 
 def evidence_path(out: Path, claim_id: str, label: str) -> Path:
@@ -96,12 +116,35 @@ def load_evidence(out: Path, claim: Claim, label: str, expected_hash: str,
 
 
 def store_evidence(out: Path, claim: Claim, label: str, hash_: str, config: dict,
-                   evidence) -> None:
-    """The claim's own evidence; its shared runs are stored once, under ``runs/``."""
+                   evidence, seconds: float | None = None) -> None:
+    """The claim's own evidence; its shared runs are stored once, under ``runs/``.
+    ``seconds``: the wall time of the run (kept for :func:`stored_seconds`)."""
     own = {k: v for k, v in evidence.items() if k not in claim.uses}
-    write_json_atomic(evidence_path(out, claim.id, label),
-                      {"hash": hash_, "config": config, "evidence": own,
-                       "shared_runs": sorted(claim.uses)})
+    record = {"hash": hash_, "config": config, "evidence": own, "shared_runs": sorted(claim.uses)}
+    if seconds is not None:
+        record["seconds"] = float(seconds)
+    write_json_atomic(evidence_path(out, claim.id, label), record)
+
+
+def lock_path(out: Path, claim_id: str, label: str) -> Path:
+    """The lock file beside a claim's evidence while a run writes it."""
+    return evidence_path(out, claim_id, label).with_suffix(".lock")
+
+
+def stored_seconds(out: Path) -> dict[str, dict[str, float]]:
+    """{key label: {claim id: wall seconds}} of the evidence stored under ``out`` (runs
+    that recorded their time; a shared run's time counts for the claim that ran it)."""
+    found: dict[str, dict[str, float]] = {}
+    for path in sorted((Path(out) / ".evidence").glob("*/*.json")):
+        if path.parent.name == "runs":
+            continue
+        try:
+            seconds = json.loads(path.read_text()).get("seconds")
+        except (OSError, json.JSONDecodeError):
+            continue
+        if seconds is not None:
+            found.setdefault(path.parent.name, {})[path.stem] = float(seconds)
+    return found
 
 
 # ------------------------------------------------------------------------- report
@@ -206,7 +249,5 @@ def write_report(out: Path, claims: list[Claim], verdicts: dict[str, dict[str, V
     write_json_atomic(out / "verdicts.json", {"fidelity": fidelity, "version": __version__,
                                               "keys": labels, "verdicts": rows})
     path = out / "REPORT.md"
-    tmp = path.with_name(f".REPORT.md.{os.getpid()}.tmp")
-    tmp.write_text(render_report(claims, verdicts, fidelity, labels))
-    os.replace(tmp, path)
+    write_text_atomic(path, render_report(claims, verdicts, fidelity, labels))
     return path

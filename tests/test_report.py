@@ -1,4 +1,6 @@
 """simulations.report: key labels and how verdicts at several keys are summarized."""
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -25,3 +27,18 @@ def test_key_labels_and_keys():
 ])
 def test_agreement(kind, statuses, expected):
     assert report.agreement(kind, statuses) == expected
+
+
+def test_atomic_writes_leave_no_temporary_files_and_keep_the_run_time(tmp_path):
+    from simulations import registry
+
+    claim = registry.get_claims(["covnoise.negative_control"])[0]
+    config = claim.config("quick")
+    report.store_evidence(tmp_path, claim, "3", "h", config, {"x": [1.0, 2.0]}, seconds=2.5)
+    report.store_evidence(tmp_path, claim, "3.1", "h", config, {"x": [1.0]})  # no time recorded
+    report.write_json_atomic(tmp_path / ".evidence" / "runs" / "r-1.json", {"y": 1})
+    assert report.stored_seconds(tmp_path) == {"3": {"covnoise.negative_control": 2.5}}
+    assert not list(tmp_path.rglob("*.tmp"))
+    stored = json.loads(report.evidence_path(tmp_path, claim.id, "3").read_text())
+    assert stored["evidence"] == {"x": [1.0, 2.0]} and stored["seconds"] == 2.5
+    assert report.lock_path(tmp_path, claim.id, "3").name == "covnoise.negative_control.lock"
