@@ -219,20 +219,24 @@ class SharedRun:
         return folder / "runs" / f"{self.name}-{digest(self.fingerprint(config, key), code)}.json"
 
     def __call__(self, config: Mapping, *, key) -> Evidence:
+        from simulations.report import write_json_atomic
+
         h = self.fingerprint(config, key)
-        if h in _RUNS:
-            return _RUNS[h]
         path = self.stored_path(config, key)
-        if path is not None:
-            if path.exists():
-                try:
-                    _RUNS[h] = Evidence(json.loads(path.read_text()))
-                    return _RUNS[h]
-                except (OSError, json.JSONDecodeError):
-                    pass
+        if h in _RUNS:
+            # computed earlier in this process, maybe under another store: store it here too,
+            # so that this store's claims resume
+            if path is not None and not path.exists():
+                write_json_atomic(path, _RUNS[h])
+            return _RUNS[h]
+        if path is not None and path.exists():
+            try:
+                _RUNS[h] = Evidence(json.loads(path.read_text()))
+                return _RUNS[h]
+            except (OSError, json.JSONDecodeError):
+                pass
         ev = round_trip(self.fn(dict(config), key=key))
         if path is not None:
-            from simulations.report import write_json_atomic
             write_json_atomic(path, ev)
         _RUNS[h] = ev
         return ev

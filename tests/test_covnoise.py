@@ -22,7 +22,8 @@ def test_frobenius_details():
     _, cfg, ev, v = quick("covnoise.frobenius")
     assert np.all(np.diff(ev.frob_C) < 0)  # full > block > diagonal > isotropic
     assert v.measured["identity_max_rel_err"] <= 1e-10
-    assert np.all(ev.seeds_needed <= cfg["n_seeds"])  # the plan was met before running
+    # the plan was met before running: the seeds run are the configured ones, raised to need
+    assert np.all(ev.seeds_needed <= ev.n_seeds) and ev.n_seeds == max(cfg["n_seeds"], ev.seeds_needed.max())
 
 
 def test_frobenius_is_violated_by_a_gap_off_its_prediction():
@@ -41,9 +42,18 @@ def test_frobenius_is_violated_by_a_gap_off_its_prediction():
 def test_frobenius_rejects_an_underpowered_configuration_before_simulating():
     _, cfg, _, _ = quick("covnoise.frobenius")
     before = engine.trace_count()
-    with pytest.raises(InvalidParameter, match="n_seeds = 16 .*to resolve"):
-        runs.frobenius(dict(cfg, n_seeds=16, alphas=[0.25, 1.0]), key=jax.random.key(0))
+    with pytest.raises(InvalidParameter, match="max_seeds = 16 .*to resolve"):
+        runs.frobenius(dict(cfg, n_seeds=16, max_seeds=16, alphas=[0.25, 1.0]), key=jax.random.key(0))
     assert engine.trace_count() == before
+
+
+def test_seeds_are_sized_per_key_up_to_max_seeds():
+    """The instance comes from the key, so does the power analysis: a key whose gaps need more
+    seeds than configured gets them (up to max_seeds), instead of failing the reproduction."""
+    assert runs.planned_seeds(147, 128, 1024, "a gap") == 147
+    assert runs.planned_seeds(40, 128, 1024, "a gap") == 128
+    with pytest.raises(InvalidParameter, match=r"max_seeds = 100 is not allowed: need >= 147 to resolve a gap"):
+        runs.planned_seeds(147, 128, 100, "a gap")
 
 
 def test_tail_average_sd_matches_monte_carlo(key):

@@ -72,6 +72,18 @@ def test_claims_declaring_a_shared_run_run_it_once_and_store_it_once(tmp_path):
     assert np.array_equal(back.shared.x, ev2.shared.x)
 
 
+def test_a_run_memoized_under_one_store_is_also_stored_in_the_next(tmp_path):
+    """Two reproductions into two folders in one process (a notebook, the tests): the second
+    folder must hold the shared run too, or its claims could not resume from it."""
+    registry.clear_runs()
+    CALLS.clear()
+    for folder in (tmp_path / "a", tmp_path / "b"):
+        with registry.run_store(folder, "code"):
+            RUN({"n": 3}, key=jax.random.key(0))
+        assert len(list((folder / "runs").glob("test.counter-*.json"))) == 1
+    assert CALLS == [3]  # simulated once
+
+
 def test_claim_spec_errors_name_the_field():
     with pytest.raises(ValueError, match="kind"):
         _claim(kind="lemma")

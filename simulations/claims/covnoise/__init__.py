@@ -26,9 +26,9 @@ claim(
     statement=("For C = s·P(A), P a projection onto a structure space containing I: tr C = s tr A, "
                "tr(AC) = ‖C‖_F²/s, so at equal trace E f∞ = (α/4)tr C + (α²/8)‖C‖_F²/s + O(α³) is "
                "ordered full > block > diagonal > isotropic; from x₀ = 0, E f(x_k) ≤ α²k tr(AC)/2."),
-    configs={"quick": dict(_QUAD, alphas=[0.75, 1.0, 1.5], n_seeds=128, n_steps=1500, record_every=50,
+    configs={"quick": dict(_QUAD, alphas=[0.75, 1.0, 1.5], n_seeds=128, max_seeds=1024, n_steps=1500, record_every=50,
                            small_alpha_min=1e-3, small_alpha_max=3e-2, bound_steps=20),
-             "full": dict(_QUAD, alphas=[0.5, 0.75, 1.0, 1.25, 1.5], n_seeds=512, n_steps=3000,
+             "full": dict(_QUAD, alphas=[0.5, 0.75, 1.0, 1.25, 1.5], n_seeds=512, max_seeds=4096, n_steps=3000,
                           record_every=50, small_alpha_min=1e-3, small_alpha_max=3e-2, bound_steps=20)},
     run=runs.frobenius, rule=rules.frobenius, figure=figures.frobenius)
 
@@ -37,8 +37,8 @@ claim(
     statement=("‖C‖_F alone does not determine the loss for a general C: C₁, C₂ with equal trace and "
                "‖·‖_F but different tr(AC) have different stationary losses, as (α/2)tr((2I−αA)⁻¹C) "
                "predicts."),
-    configs={"quick": dict(_QUAD, alpha=1.0, n_seeds=256, n_steps=1000, record_every=25),
-             "full": dict(_QUAD, alpha=1.0, n_seeds=2048, n_steps=2000, record_every=25)},
+    configs={"quick": dict(_QUAD, alpha=1.0, n_seeds=256, max_seeds=2048, n_steps=1000, record_every=25),
+             "full": dict(_QUAD, alpha=1.0, n_seeds=2048, max_seeds=8192, n_steps=2000, record_every=25)},
     run=runs.negative_control, rule=rules.negative_control, figure=figures.negative_control)
 
 _REG = dict(n=2000, d=50, noise_std=0.5, lambda_max=1.0, lambda_min=0.02, rotation_angle=1.2,

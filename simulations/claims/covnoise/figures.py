@@ -38,7 +38,7 @@ def frobenius(ev, verdict, cfg, path):
         c = f"C{i}"
         ax.plot(fine, (ev.stationary_fine[i] - fine * trC / 4) / fine ** 2, "-", color=c,
                 label=f"{name}: ‖C‖_F = {ev.frob_C[i]:.3f}")
-        ax.errorbar(alphas, (m[i] - alphas * trC / 4) / alphas ** 2, yerr=ci_halfwidth(se[i], cfg["n_seeds"]) / alphas ** 2,
+        ax.errorbar(alphas, (m[i] - alphas * trC / 4) / alphas ** 2, yerr=ci_halfwidth(se[i], int(ev.n_seeds)) / alphas ** 2,
                     fmt="o", color=c, ms=4, capsize=2)
         ax.axhline(ev.small_limits[i], color=c, ls=":", lw=1)
     ax.set_xlabel("step size α")
@@ -50,7 +50,7 @@ def frobenius(ev, verdict, cfg, path):
         c = f"C{i}"
         ax2.plot(k, ev.bound[i], "--", color=c, lw=1)
         ax2.plot(k, ev.exact_k[i], "-", color=c, label=name)
-        ax2.errorbar(k, ev.mc_k_mean[i], yerr=ci_halfwidth(ev.mc_k_se[i], cfg["n_seeds"]), fmt="o",
+        ax2.errorbar(k, ev.mc_k_mean[i], yerr=ci_halfwidth(ev.mc_k_se[i], int(ev.n_seeds)), fmt="o",
                      ms=2.5, color=c, capsize=1.5)
     ax2.set_yscale("log")
     ax2.set_xlabel("step k (x₀ = 0)")
@@ -69,7 +69,7 @@ def negative_control(ev, verdict, cfg, path):
         c = f"C{i}"
         ax.plot(steps, ev.exact[i], color=c, label=f"{labels[i]}, tr(AC) = {ev.tr_AC[i]:.3f}")
         m, se = ev.mc_mean[i], ev.mc_se[i]
-        h = ci_halfwidth(se, cfg["n_seeds"])
+        h = ci_halfwidth(se, int(ev.n_seeds))
         ax.fill_between(steps, m - h, m + h, color=c, alpha=0.25, lw=0)
     ax.set_xlabel("step k (x₀ = 0)")
     ax.set_ylabel("E f(x_k)")

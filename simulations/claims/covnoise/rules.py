@@ -67,7 +67,7 @@ def frobenius(ev, cfg):
     limit_err = np.abs(ev.small_intercepts - ev.small_limits)
     limit_tol = ev.small_cubic_term + 1e-9 * np.abs(ev.small_limits)
     m, se, ex = ev.mc_tail_mean, ev.mc_tail_se, ev.tail_exact
-    dof = cfg["n_seeds"] - 1
+    dof = int(ev.n_seeds) - 1
     t_two = stats.critical_t(n_comparisons=m.size, dof=dof)
     agree = bool(np.all(np.abs(m - ex) <= t_two * se + FLOAT32_RTOL * ex))
     # paired per-seed gaps full−block, block−diag, diag−iso at each α: equal to the exact
@@ -115,8 +115,9 @@ def frobenius(ev, cfg):
               f"per seed) within t = {t_gap:.2f} SE of the exact gap and resolved, one-sided t > "
               f"{t_one:.2f} (Student-t, {dof} dof, Bonferroni over {gm.size} gaps, family-wise 1e-4). "
               "Power: before simulating, the per-seed sd of each paired gap is computed from the "
-              "stationary Gaussian process (theory.quadratic.tail_average_sd) and n_seeds must "
-              "reach ((t + z_1e-4)·sd/gap)², else the configuration is rejected. (iv) closed form "
+              "stationary Gaussian process (theory.quadratic.tail_average_sd); the run uses "
+              "max(n_seeds, ((t + z_1e-4)·sd/gap)²) seeds for this key's instance, and a need above "
+              "max_seeds rejects the configuration. (iv) closed form "
               "<= bound for k <= K with equality at k=1 to 1e-12, MC mean <= bound + t·SE"),
         sizes=_sizes(cfg))
 
@@ -126,7 +127,7 @@ def negative_control(ev, cfg):
     tr, fr, tac = ev.trace, ev.frob, ev.tr_AC
     same = _rel(tr[1], tr[0]) <= IDENTITY_RTOL and _rel(fr[1], fr[0]) <= IDENTITY_RTOL
     m, se, ex = ev.mc_tail_mean, ev.mc_tail_se, ev.tail_exact
-    crit = stats.critical_t(n_comparisons=3, dof=cfg["n_seeds"] - 1)
+    crit = stats.critical_t(n_comparisons=3, dof=int(ev.n_seeds) - 1)
     agree = bool(np.all(np.abs(m - ex) <= crit * se + FLOAT32_RTOL * ex))
     diff_pred, diff_mc = ex[0] - ex[1], m[0] - m[1]
     diff_se = float(np.hypot(se[0], se[1]))
@@ -148,8 +149,9 @@ def negative_control(ev, cfg):
                        seeds_needed=ev.seeds_needed),
         rule=(f"trace and ‖C‖_F equal to 1e-10 relative; each MC tail mean within t = {crit:.2f} SE "
               f"of the exact tail average; the MC difference within t SE of the predicted "
-              f"difference and itself > t SE (Student-t, Bonferroni, family-wise 1e-4); n_seeds "
-              "sized beforehand so the predicted difference resolves with probability >= 1 − 1e-4"),
+              f"difference and itself > t SE (Student-t, Bonferroni, family-wise 1e-4); seeds "
+              "sized beforehand from this key's instance (max(n_seeds, needed) <= max_seeds) so the "
+              "predicted difference resolves with probability >= 1 − 1e-4"),
         sizes=_sizes(cfg))
 
 

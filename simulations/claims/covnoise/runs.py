@@ -63,16 +63,18 @@ def exact_moments(cfg, *, key):
 
 
 # ========================================================================= frobenius
-def gap_power(A, covs, alphas, n_steps, n_seeds):
+def gap_power(A, covs, alphas, n_steps, n_seeds, max_seeds):
     """Power analysis of the Monte-Carlo ordering, made before any simulation.
 
     For each α and each adjacent pair of structures, the exact tail gap δ and the
     per-seed standard deviation of the paired (common-random-number) tail gap
     (:func:`theory.quadratic.tail_average_sd`) give the seeds needed so that the gap is
     resolved (δ/SE > the one-sided Bonferroni t critical value) with probability
-    ≥ 1 − 1e-4 (:func:`simulations.stats.required_samples`). Raises if ``n_seeds`` is
-    too small: such a configuration could not check the ordering, and a failure to
-    resolve would be read as evidence against the theorem.
+    ≥ 1 − 1e-4 (:func:`simulations.stats.required_samples`). The instance (A) comes from
+    the key, so the seeds are sized per key: the run uses max(n_seeds, needed) seeds
+    (:func:`planned_seeds`), and raises if that exceeds ``max_seeds``: such a configuration
+    could not check the ordering, and a failure to resolve would be read as evidence
+    against the theorem. Returns (gaps, sds, seeds needed per gap, seeds to run).
     """
     m = n_steps - n_steps // 2
     x0 = np.zeros(A.shape[0])
@@ -85,13 +87,21 @@ def gap_power(A, covs, alphas, n_steps, n_seeds):
             gaps[i, j] = tails[i] - tails[i + 1]
             sds[i, j] = qt.tail_average_sd(A, factors[i:i + 2], [1.0, -1.0], a, m)
             need[i, j] = stats.required_samples(gaps[i, j], sds[i, j], critical=crit)
-    if need.max() > n_seeds:
-        i, j = np.unravel_index(np.argmax(need), need.shape)
-        check.fail("n_seeds", n_seeds,
-                   f">= {int(need.max())} to resolve the {STRUCTURES[i]} − {STRUCTURES[i + 1]} "
-                   f"tail-loss gap {gaps[i, j]:.3g} at α = {alphas[j]:g} (per-seed sd "
-                   f"{sds[i, j]:.3g}) with probability >= 1 − 1e-4; raise n_seeds or drop that α")
-    return gaps, sds, need
+    i, j = np.unravel_index(np.argmax(need), need.shape)
+    n = planned_seeds(int(need.max()), n_seeds, max_seeds,
+                      f"the {STRUCTURES[i]} − {STRUCTURES[i + 1]} tail-loss gap {gaps[i, j]:.3g} at "
+                      f"α = {alphas[j]:g} (per-seed sd {sds[i, j]:.3g})", "or drop that α")
+    return gaps, sds, need, n
+
+
+def planned_seeds(need: int, n_seeds: int, max_seeds: int, what: str, advice: str = "") -> int:
+    """Seeds a Monte-Carlo check runs: the configured ``n_seeds``, raised to ``need`` (what
+    the power analysis of this key's instance requires), never above ``max_seeds``, else an
+    error before anything is simulated."""
+    if need > max_seeds:
+        check.fail("max_seeds", max_seeds, f">= {need} to resolve {what} with probability "
+                   f">= 1 − 1e-4; raise max_seeds {advice}".rstrip())
+    return max(int(n_seeds), int(need))
 
 
 def frobenius(cfg, *, key):
@@ -99,7 +109,7 @@ def frobenius(cfg, *, key):
     s, covs = covariances(A, cfg)
     alphas = np.asarray(cfg["alphas"], np.float64)
     T, r = cfg["n_steps"], cfg["record_every"]
-    gaps_exact, gap_sd, need = gap_power(A, covs, alphas, T, cfg["n_seeds"])
+    gaps_exact, gap_sd, need, n_seeds = gap_power(A, covs, alphas, T, cfg["n_seeds"], cfg["max_seeds"])
     # (i)-(ii): identities in float64
     identities = dict(
         trace_C=[np.trace(C) for C in covs], s_trace_A=s * np.trace(A),
@@ -117,7 +127,7 @@ def frobenius(cfg, *, key):
     grid, shape = engine.config_grid(noise_factor=np.stack([optimizers.covariance_factor(C) for C in covs]),
                                      learning_rate=alphas)
     res = engine.simulate(tb, optimizers.make_noisy_sgd, grid, key=subkey(key, "mc"),
-                          n_seeds=cfg["n_seeds"], n_steps=T, record_every=r,
+                          n_seeds=n_seeds, n_steps=T, record_every=r,
                           window_metrics={"loss": _loss}, common_random_numbers=True)
     tail = res.window_average("loss", 0.5).reshape(shape + (-1,))  # (structure, α, seed)
     mean, se, _ = res.stats(tail.reshape(len(covs) * len(alphas), -1))
@@ -129,7 +139,7 @@ def frobenius(cfg, *, key):
     k = np.arange(1, K + 1)
     hp_b = {"learning_rate": np.full(len(covs), alpha_b), "noise_factor": grid["noise_factor"][::len(alphas)]}
     res_b = engine.simulate(tb, optimizers.make_noisy_sgd, hp_b, key=subkey(key, "bound"),
-                            n_seeds=cfg["n_seeds"], n_steps=K, record_every=1, metrics={"loss": _loss})
+                            n_seeds=n_seeds, n_steps=K, record_every=1, metrics={"loss": _loss})
     mb, seb, _ = res_b.stats(res_b.records["loss"][..., 1:])
     return dict(structures=list(STRUCTURES), scale=s, alphas=alphas, **identities,
                 frob_C=[qt.frobenius_norm(C) for C in covs], stationary=stationary,
@@ -141,7 +151,7 @@ def frobenius(cfg, *, key):
                 mc_tail_mean=mean.reshape(shape), mc_tail_se=se.reshape(shape),
                 tail_exact=np.array([[tail_exact(A, C, a, x0, T // 2, T) for a in alphas] for C in covs]),
                 mc_gap_mean=gap_mean, mc_gap_se=gap_se, gap_exact=gaps_exact, gap_sd_planned=gap_sd,
-                seeds_needed=need, n_seeds=cfg["n_seeds"],
+                seeds_needed=need, n_seeds=n_seeds,
                 n_diverged=res.n_diverged.reshape(shape), bound_alpha=alpha_b, bound_k=k,
                 bound=np.array([qt.loss_bound_from_zero(A, C, alpha_b, k) for C in covs]),
                 exact_k=np.array([qt.expected_loss(A, C, alpha_b, x0, k) for C in covs]),
@@ -162,12 +172,11 @@ def negative_control(cfg, *, key):
     sds = [qt.tail_average_sd(A, [D], [1.0], alpha, T - T // 2) for D in factors]
     crit = stats.critical_t(n_comparisons=3, dof=cfg["n_seeds"] - 1)
     need = stats.required_samples(tails[0] - tails[1], float(np.hypot(*sds)), critical=crit)
-    if need > cfg["n_seeds"]:
-        check.fail("n_seeds", cfg["n_seeds"], f">= {need} to resolve the predicted tail-loss "
-                   f"difference {tails[0] - tails[1]:.3g} with probability >= 1 − 1e-4")
+    n_seeds = planned_seeds(need, cfg["n_seeds"], cfg["max_seeds"],
+                            f"the predicted tail-loss difference {tails[0] - tails[1]:.3g}")
     hp = {"learning_rate": np.full(2, alpha), "noise_factor": np.stack(factors)}
     res = engine.simulate(tb, optimizers.make_noisy_sgd, hp, key=subkey(key, "mc"),
-                          n_seeds=cfg["n_seeds"], n_steps=T, record_every=r,
+                          n_seeds=n_seeds, n_steps=T, record_every=r,
                           metrics={"loss": _loss}, window_metrics={"wloss": _loss})
     mean, se, _ = res.stats(res.window_average("wloss", 0.5))
     rec_mean, rec_se, _ = res.stats(res.records["loss"])
@@ -177,7 +186,7 @@ def negative_control(cfg, *, key):
                 tail_exact=tails, mc_tail_mean=mean, mc_tail_se=se, steps=res.record_steps,
                 exact=[qt.expected_loss(A, C, alpha, x0, res.record_steps) for C in covs],
                 mc_mean=rec_mean, mc_se=rec_se, n_diverged=res.n_diverged, alpha=alpha,
-                seeds_needed=need, n_seeds=cfg["n_seeds"],
+                seeds_needed=need, n_seeds=n_seeds,
                 wall_seconds=res.metadata["wall_seconds"])
 
 
