@@ -81,7 +81,7 @@ def test_chunking_changes_results_at_most_by_round_off(key, d):
     kw = dict(key=key, n_seeds=24, n_steps=40, record_every=10, metrics={"loss": _loss},
               return_final=True)
     ref = engine.simulate(tb, optimizers.make_noisy_sgd, _hp(D, [0.5, 1.0]), **kw)
-    for chunk in (1, 5, 8, 16):
+    for chunk in (5, 16):  # chunk sizes that do not divide the 24 seeds
         other = engine.simulate(tb, optimizers.make_noisy_sgd, _hp(D, [0.5, 1.0]), seed_chunk=chunk, **kw)
         assert np.max(np.abs(ref.final_params - other.final_params)) <= _roundoff_bound(ref, d)
         # the same call again (same compiled shape, same inputs): bitwise
