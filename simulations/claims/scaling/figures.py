@@ -131,14 +131,20 @@ def tradeoff(ev, verdict, cfg, path):
     if np.isfinite(d["s_min"]):
         g = np.geomspace(dbs[0], dbs[-1], 100)
         ax3.plot(g, d["s_min"] + d["e_min"] / g, "k--", lw=1, label="fit")
-    ax3.plot(dbs, ev.digits.optimizer_steps, "v", color="0.4", label="budget T")
-    log2_axes(ax3)
-    ax3.set_xticks(dbs, [str(int(b)) for b in dbs])
-    ax3.set_xlabel("batch size B")
-    ax3.set_ylabel(f"steps to {100 * cfg['digits']['target_accuracy']:g}% validation accuracy")
-    ax3.set_title("digits network (grey: splits; missing: not reached)", fontsize=8)
-    ax3.legend(fontsize=7)
+    _digits_steps_axes(ax3, ev, cfg, "digits network (grey: splits; missing: not reached)")
     save(fig, path)
+
+
+def _digits_steps_axes(ax, ev, cfg, title):
+    """The digits steps-to-target panel's budget markers, axes, labels and legend."""
+    dbs = ev.digits.batch_sizes.astype(float)
+    ax.plot(dbs, ev.digits.optimizer_steps, "v", color="0.4", label="budget T")
+    log2_axes(ax)
+    ax.set_xticks(dbs, [str(int(b)) for b in dbs])
+    ax.set_xlabel("batch size B")
+    ax.set_ylabel(f"steps to {100 * cfg['digits']['target_accuracy']:g}% validation accuracy")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
 
 
 # ============================================================= scaling.nqm_predictions
@@ -163,13 +169,7 @@ def predictions(ev, verdict, cfg, path):
         ax2.plot(dbs, _finite(e["median_steps"]), "o-", color=c, label=m.upper())
         s = ev.digits.steps[:, list(ev.digits.methods).index(m)]
         ax2.plot(np.repeat(dbs[None], s.shape[0], 0).ravel(), _finite(s).ravel(), ".", color=c, ms=3, alpha=0.5)
-    ax2.plot(dbs, ev.digits.optimizer_steps, "v", color="0.4", label="budget T")
-    log2_axes(ax2)
-    ax2.set_xticks(dbs, [str(int(b)) for b in dbs])
-    ax2.set_xlabel("batch size B")
-    ax2.set_ylabel(f"steps to {100 * cfg['digits']['target_accuracy']:g}% validation accuracy")
-    ax2.set_title("digits: median over splits (dots: splits; missing: not reached)", fontsize=8)
-    ax2.legend(fontsize=7)
+    _digits_steps_axes(ax2, ev, cfg, "digits: median over splits (dots: splits; missing: not reached)")
     save(fig, path)
 
 
