@@ -3,7 +3,7 @@
     python -m simulations list                      the claims, their kind and paper
     python -m simulations run ID [--quick]          one claim: figure, evidence, verdict
     python -m simulations reproduce [--quick] [--only ID ...] [--out DIR] [--seed N]
-                                    [--keys K] [--force] [--shard I/N | --merge]
+                                    [--keys K] [--jobs N] [--force] [--shard I/N | --merge]
     python -m simulations bench                     engine throughput vs NumPy baselines
 
 ``--keys K`` runs every claim at K independent keys derived from ``--seed`` and the
@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
                                 "into a folder the shards share; no report (see --merge)")
             q.add_argument("--merge", action="store_true",
                            help="write the report from the evidence the shards stored; run nothing")
+            q.add_argument("--jobs", type=int, default=None, metavar="N",
+                           help="worker processes on this machine (default: one per CPU core on a "
+                                "CPU-only JAX, else 1)")
         q.add_argument("--quick", action="store_true", help="quick fidelity (seconds per claim)")
         q.add_argument("--out", type=Path, default=None,
                        help="output folder (default figures/, or figures/quick with --quick)")
@@ -143,18 +146,20 @@ def _plan(out, units, *, fidelity, fingerprint, force, owner):
 
 def run_claims(ids, *, fidelity: str, out: Path, seed: int, n_keys: int = 1, force: bool = False,
                write_report: bool = True, shard: tuple[int, int] | None = None,
-               merge: bool = False):
+               merge: bool = False, jobs: int = 1):
     """Run claims at K keys with resume; returns {id: {key label: Verdict}} (in process 0;
     the other processes of a distributed run return {}).
 
     Shared by ``run`` and ``reproduce``. Figures are drawn at the first key. ``shard``
     (I, N): only this shard's units (:func:`simulations.distributed.shard_units`), no
     report. ``merge``: run nothing, judge the stored evidence (all of it must be there)
-    and write the report.
+    and write the report. ``jobs`` > 1: the units that must run are spread over that many
+    worker processes on this machine (:mod:`simulations.workers`; one process only).
     """
-    from simulations import distributed, engine, registry, report
+    from simulations import distributed, engine, registry, report, workers
 
     n_keys = _check_keys(n_keys)
+    jobs = workers.check_jobs(jobs)
     claims = registry.get_claims(ids)
     labels = report.key_labels(seed, n_keys)
     primary, several = distributed.is_primary(), distributed.process_count() > 1
@@ -187,14 +192,23 @@ def run_claims(ids, *, fidelity: str, out: Path, seed: int, n_keys: int = 1, for
             f"(claims at keys), {int(np.sum(flags))} to run, the rest stored")
     verdicts: dict = {}
     t_all = time.perf_counter()
+    if jobs > 1 and not several and not merge:
+        flag_of = dict(zip([(lab, c.id) for lab, g in units for c in g], (int(f) for f in flags)))
+        try:
+            verdicts = _run_jobs(claims, labels, shard, flag_of, jobs=jobs, out=out,
+                                 fidelity=fidelity, fingerprint=fingerprint, locks=locks, log=log)
+        finally:
+            for lock in locks.values():
+                lock.release()
+        flags = []  # nothing left for the loop below
+        units = []
     # one process: shared runs are stored in (and resumed from) the evidence folder; several:
     # every process must make the same engine calls, so shared runs are recomputed with the
     # claim that needs them and process 0 stores them
     flag = iter(flags)
     try:
         with registry.run_store(out / ".evidence", fingerprint):
-            for label in labels:
-                mine = dict(units)[label]
+            for label, mine in units:
                 for i, claim in enumerate(mine, 1):
                     config = claim.config(fidelity)
                     key = report.key_from_label(label)
@@ -233,6 +247,43 @@ def run_claims(ids, *, fidelity: str, out: Path, seed: int, n_keys: int = 1, for
         log(f"shard {shard[0]}/{shard[1]} done ({time.perf_counter() - t_all:.1f} s); when every "
             "shard has finished: python -m simulations reproduce --merge with the same --out, "
             "--quick, --keys, --seed and --only")
+    return verdicts
+
+
+def _run_jobs(claims, labels, shard, flag_of, *, jobs, out, fidelity, fingerprint, locks, log):
+    """``run_claims`` with workers: units with nothing to run are judged here, the others
+    go to ``jobs`` worker processes, longest first where earlier runs recorded times."""
+    from simulations import distributed, report, workers
+
+    units = distributed.shard_units(claims, labels, shard)
+    # one group at all keys after another (a fresh folder: the last units are short claims)
+    group_of = {c.id: i for i, g in enumerate(distributed.claim_groups(claims)) for c in g}
+    units.sort(key=lambda u: (group_of[u[1][0].id], labels.index(u[0])))
+    units = workers.order_units(units, report.stored_seconds(out))
+    stored = [u for u in units if not any(flag_of[(u[0], c.id)] for c in u[1])]
+    to_run = [u for u in units if u not in stored]
+    verdicts: dict = {}
+    for label, group in stored:
+        for cid, lab, verdict, _ in workers.run_unit(
+                str(out), label, [(c.id, False) for c in group], fidelity, fingerprint,
+                label == labels[0]):
+            verdicts.setdefault(cid, {})[lab] = verdict
+    if len(to_run) == 1:  # one unit: no worker to start
+        stored, to_run = stored + to_run, []
+        label, group = stored[-1]
+        for cid, lab, verdict, _ in workers.run_unit(
+                str(out), label, [(c.id, bool(flag_of[(label, c.id)])) for c in group], fidelity,
+                fingerprint, label == labels[0]):
+            verdicts.setdefault(cid, {})[lab] = verdict
+    if to_run:
+        n = min(jobs, len(to_run))
+        log(f"{len(to_run)} units (claims that share a run, at one key) to run in {n} worker "
+            f"processes; {len(stored)} stored")
+        found = workers.run_parallel(to_run, flag_of, jobs=n, out=out, fidelity=fidelity,
+                                     fingerprint=fingerprint, first_label=labels[0], locks=locks,
+                                     log=log)
+        for cid, by_label in found.items():
+            verdicts.setdefault(cid, {}).update(by_label)
     return verdicts
 
 
@@ -321,9 +372,17 @@ def main(argv=None) -> int:
         fidelity = "quick" if args.quick else "full"
         out = args.out or (Path("figures/quick") if args.quick else Path("figures"))
         ids = [args.id] if args.command == "run" else args.only
+        jobs = getattr(args, "jobs", None)
+        if jobs is not None and jobs > 1 and distributed.process_count() > 1:
+            raise InvalidParameter(f"--jobs = {jobs} is not allowed with several processes of JAX's "
+                                   "distributed runtime: they run every claim together (use --jobs 1)")
+        if jobs is None:
+            from simulations import workers
+            jobs = workers.default_jobs() if distributed.process_count() == 1 else 1
         verdicts = run_claims(ids, fidelity=fidelity, out=out, seed=args.seed,
                               n_keys=getattr(args, "keys", 1), force=args.force,
-                              write_report=args.command == "reproduce", shard=shard, merge=merge)
+                              write_report=args.command == "reproduce", shard=shard, merge=merge,
+                              jobs=jobs)
         if args.command == "run" and distributed.is_primary():
             print(json.dumps(verdicts[args.id][str(args.seed)].to_json(), indent=1))
         return 0

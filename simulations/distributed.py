@@ -1,6 +1,7 @@
 """More than one machine: JAX's multi-controller runtime, and claims spread over shards.
 
-Two ways to use more hardware, which combine:
+(On one machine, ``reproduce --jobs N`` spreads the claims over N worker processes; see
+:mod:`simulations.workers`.) Two ways to use more machines, which combine:
 
 1. **One reproduction over several processes** (hosts, or one process per GPU). Every
    process runs ``python -m simulations reproduce ... --coordinator HOST:PORT

@@ -35,6 +35,7 @@ def test_list_shows_every_claim(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
+    (("reproduce", "--quick", "--jobs", "0"), "--jobs = 0 is not allowed: need an integer 1 <= N <= 256"),
     (("run", "no.such.claim", "--quick"), "unknown claim id 'no.such.claim'"),
     (("reproduce", "--quick", "--only", "covnoise.frobenius", "bogus"), "unknown claim id 'bogus'"),
     (("run", "covnoise.frobenius", "--quick", "--out", "/proc/forbidden"), "is not a writable folder"),
@@ -143,10 +144,24 @@ def test_shards_then_merge_write_the_report_of_one_run(tmp_path, capsys):
     merged = _main(capsys, "reproduce", "--quick", "--merge", "--only", *_SHARDED, "--out", str(shared))
     assert merged.returncode == 0, merged.stderr
     assert "running" not in merged.stderr
-    one = _main(capsys, "reproduce", "--quick", "--only", *_SHARDED, "--out", str(single))
+    one = _main(capsys, "reproduce", "--quick", "--only", *_SHARDED, "--jobs", "1", "--out", str(single))
     assert one.returncode == 0, one.stderr
+    # two worker processes on this machine: two units (the selfdistill claims share a run)
+    jobs = _main(capsys, "reproduce", "--quick", "--only", *_SHARDED, "--jobs", "2", "--out",
+                 str(tmp_path / "jobs"))
+    assert jobs.returncode == 0, jobs.stderr
+    assert "2 units (claims that share a run, at one key) to run in 2 worker processes" in jobs.stderr
     for name in ("REPORT.md", "verdicts.json"):
         assert (shared / name).read_text() == (single / name).read_text()
+        assert (tmp_path / "jobs" / name).read_text() == (single / name).read_text()
+    # the same computation in another process: the same evidence, to the bit (the engine's
+    # guarantee for the same call and shape on one machine)
+    for cid in _SHARDED:
+        own = json.loads((single / ".evidence" / "0" / f"{cid}.json").read_text())
+        other = json.loads((tmp_path / "jobs" / ".evidence" / "0" / f"{cid}.json").read_text())
+        for record in (own, other):
+            record["evidence"].pop("wall_seconds", None)  # how long it took, not what it found
+        assert own["evidence"] == other["evidence"] and own["hash"] == other["hash"]
     for cid in _SHARDED:
         assert (shared / f"{cid}.png").stat().st_size > 0
     assert not list(shared.rglob("*.lock")) and not list(shared.rglob("*.tmp"))
