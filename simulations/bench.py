@@ -25,8 +25,9 @@ one run on this machine; nothing here is a timed assertion.
   fresh process with that many forced host devices: the cores are shared, so this shows
   the shape of the scaling and what sharding costs, not more hardware), and as two
   processes of one device each under ``jax.distributed`` on the loopback address.
-* reproduction (``--evidence DIR``): the wall time per paper that ``reproduce`` stored
-  with each claim's evidence in DIR.
+* reproduction (``--evidence DIR``): the claims' run times per paper that ``reproduce``
+  stored with each claim's evidence in DIR (summed over claims and keys; with several
+  ``--jobs`` the reproduction's wall time is shorter than the sum).
 
 ``python -m simulations bench`` prints every part as a Markdown table.
 """
@@ -393,7 +394,8 @@ def main(*, n_seeds: int = 1024, n_steps: int = 1000, d: int = 64, loop_seeds: i
     if evidence is not None:
         rows = reproduction_seconds(evidence)
         if rows:
-            show([f"**Reproduction wall time per paper** (stored with the evidence in {evidence})", ""]
+            show([f"**Claim run time per paper** (summed over claims and keys, stored with the "
+                  f"evidence in {evidence}; with several workers the wall time is shorter)", ""]
                  + _table(["paper", "claims", "keys", "seconds"],
                           [(r["paper"], r["claims"], r["keys"], f"{r['seconds']:.1f}") for r in rows]
                           + [("all", sum(r["claims"] for r in rows), max(r["keys"] for r in rows),
