@@ -251,8 +251,9 @@ def run_claims(ids, *, fidelity: str, out: Path, seed: int, n_keys: int = 1, for
 
 
 def _run_jobs(claims, labels, shard, flag_of, *, jobs, out, fidelity, fingerprint, locks, log):
-    """``run_claims`` with workers: units with nothing to run are judged here, the others
-    go to ``jobs`` worker processes, longest first where earlier runs recorded times."""
+    """``run_claims`` with workers: units with nothing to run (and a lone unit to run) are
+    handled here, the others go to ``jobs`` worker processes, longest first where earlier
+    runs recorded times."""
     from simulations import distributed, report, workers
 
     units = distributed.shard_units(claims, labels, shard)
@@ -262,15 +263,11 @@ def _run_jobs(claims, labels, shard, flag_of, *, jobs, out, fidelity, fingerprin
     units = workers.order_units(units, report.stored_seconds(out))
     stored = [u for u in units if not any(flag_of[(u[0], c.id)] for c in u[1])]
     to_run = [u for u in units if u not in stored]
+    # judged here: the stored units, and a single unit to run (no worker to start for it)
+    here = stored + (to_run if len(to_run) == 1 else [])
+    to_run = [u for u in to_run if u not in here]
     verdicts: dict = {}
-    for label, group in stored:
-        for cid, lab, verdict, _ in workers.run_unit(
-                str(out), label, [(c.id, False) for c in group], fidelity, fingerprint,
-                label == labels[0]):
-            verdicts.setdefault(cid, {})[lab] = verdict
-    if len(to_run) == 1:  # one unit: no worker to start
-        stored, to_run = stored + to_run, []
-        label, group = stored[-1]
+    for label, group in here:
         for cid, lab, verdict, _ in workers.run_unit(
                 str(out), label, [(c.id, bool(flag_of[(label, c.id)])) for c in group], fidelity,
                 fingerprint, label == labels[0]):
